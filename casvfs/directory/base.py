@@ -1,0 +1,616 @@
+"""The abstract :class:`Directory`: one contract, shared path resolution and merge rules.
+
+Both implementations inherit the path resolution and the import engine from
+here, so they cannot disagree on merge rules, results or errors; they differ
+only in the primitives (look up, list, make, remove, write one entry).
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import tarfile as tarfile_module
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, BinaryIO, Literal, overload
+
+from casvfs.directory.node import Node
+from casvfs.directory.source import HostSource, SourceTree
+from casvfs.directory.types import FileListResult, FileStat, FileType
+from casvfs.errors import (
+    REASON_EXISTS,
+    REASON_INVALID_RENAME,
+    REASON_IS_A_DIRECTORY,
+    REASON_NOT_A_DIRECTORY,
+    REASON_NOT_A_FILE,
+    REASON_NOT_A_SYMLINK,
+    REASON_NOT_EMPTY,
+    REASON_NOT_FOUND,
+    REASON_SYMLINK_LOOP,
+    REASON_TYPE_MISMATCH,
+    DirectoryError,
+)
+from casvfs.store.base import ContentStore
+from casvfs.timestamps import ARBITRARY_TIMESTAMP
+
+FilterCallback = Callable[[str], bool]
+
+# Linux's limit on symlinks followed while resolving one path.
+MAX_SYMLINK_HOPS = 40
+READ_MODES = frozenset({"r", "rb"})
+WRITE_MODES = frozenset({"w", "wb", "w+", "w+b", "x", "xb", "x+", "x+b"})
+
+
+def split_path(path: str) -> list[str]:
+    """The components of a relative ``/``-separated path (``.`` and empty ones dropped).
+
+    Raises :class:`ValueError` for an absolute path or a non-string.
+    """
+    if not isinstance(path, str):
+        raise ValueError(f"path must be a str, not {type(path).__name__}")
+    if path.startswith("/"):
+        raise ValueError(f"path must be relative: {path!r}")
+    if "\0" in path:
+        raise ValueError(f"path contains NUL: {path!r}")
+    return [part for part in path.split("/") if part and part != "."]
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """How the engine writes entries."""
+
+    update_mtime: float | None = None
+    link: bool = False
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a path ends: the directory holding it, its name there and its node."""
+
+    parent: Directory
+    name: str
+    node: Node | None
+
+
+@dataclass
+class _Frame:
+    source: SourceTree
+    prefix: str
+    dest: Directory | None
+    parent: _Frame | None
+    name: str
+
+
+class Directory(abc.ABC):
+    """A directory tree, on the host or in a CAS (BuildStream's ``Directory``).
+
+    Paths are relative and ``/``-separated; ``..`` above the root stays at the
+    root. Symlinks are always resolved *inside* the tree (an absolute target is
+    relative to the tree's root), so no operation reaches outside it.
+    Failures raise :class:`~casvfs.DirectoryError` with a stable ``reason``.
+    """
+
+    _parent: Directory | None = None
+    _name: str = ""
+
+    # -- primitives each implementation provides ---------------------------------
+
+    @abc.abstractmethod
+    def _lookup(self, name: str) -> Node | None:
+        """The entry *name*, without following symlinks."""
+
+    @abc.abstractmethod
+    def _entries(self) -> list[Node]:
+        """All entries, sorted by name."""
+
+    @abc.abstractmethod
+    def _child(self, name: str) -> Directory:
+        """The existing subdirectory *name*."""
+
+    @abc.abstractmethod
+    def _mkdir(self, name: str, own: Node | None) -> Directory:
+        """Create the subdirectory *name* (absent) with the properties of *own*."""
+
+    @abc.abstractmethod
+    def _set_own(self, own: Node) -> None:
+        """Apply a source directory's own properties (its mtime) to this directory."""
+
+    @abc.abstractmethod
+    def _unlink(self, name: str) -> None:
+        """Remove the entry *name* and, for a directory, everything under it."""
+
+    @abc.abstractmethod
+    def _put(self, name: str, node: Node, store: ContentStore | None, options: ImportOptions) -> None:
+        """Write the file or symlink *node* as *name* (absent); a file's content is the
+        host file ``node.host_path`` or the blob ``node.digest`` in *store*."""
+
+    def _graft(self, name: str, source: SourceTree) -> bool:
+        """Insert the whole of *source* as *name* by reference, if this can; else False."""
+        del name, source
+        return False
+
+    @abc.abstractmethod
+    def _move(self, name: str, dest: Directory, dest_name: str) -> None:
+        """Move the entry *name* to *dest_name* (absent) in *dest* of the same tree."""
+
+    @abc.abstractmethod
+    def _open_blob(self, node: Node) -> BinaryIO:
+        """A binary stream of the content of the regular file *node* of this directory."""
+
+    @abc.abstractmethod
+    def _open_write(self, name: str, mode: str, existing: Node | None) -> IO[bytes]:
+        """A binary stream writing the regular file *name*, committed on close."""
+
+    @abc.abstractmethod
+    def _as_source(self) -> SourceTree:
+        """An immutable snapshot of this tree to import from."""
+
+    @abc.abstractmethod
+    def _source_for_host(self, host_path: str, properties: list[str] | None) -> SourceTree:
+        """The source to import from a host directory."""
+
+    @abc.abstractmethod
+    def file_digest(self, path: str) -> str:
+        """The SHA-256 hex digest of the regular file at *path* (symlinks followed)."""
+
+    @abc.abstractmethod
+    def export_files(self, to_directory: str, *, can_link: bool = False, can_destroy: bool = False) -> None:
+        """Write this tree into the host directory *to_directory*, created if missing.
+
+        Merge rules are those of :meth:`import_files`; nothing is ever written
+        outside *to_directory*, whatever symlinks the tree or the target hold.
+
+        :param can_link: hard-link files from the store instead of copying where
+            the store has read-only object files of the right mode and mtime.
+        :param can_destroy: accepted for BuildStream compatibility; the source is
+            never modified.
+        """
+
+    # -- path resolution ------------------------------------------------------------
+
+    def _root(self) -> Directory:
+        top = self
+        while top._parent is not None:
+            top = top._parent
+        return top
+
+    def _ancestry(self) -> list[Directory]:
+        chain: list[Directory] = []
+        current: Directory | None = self
+        while current is not None:
+            chain.append(current)
+            current = current._parent
+        chain.reverse()
+        return chain
+
+    def _resolve(
+        self,
+        path: str,
+        *,
+        follow_symlinks: bool,
+        create: bool = False,
+        follow_intermediate: bool | None = None,
+    ) -> Resolved:
+        """Walk *path* inside the tree.
+
+        Intermediate symlinks are followed when *follow_intermediate* (default:
+        *follow_symlinks*), else they are ``not-a-directory``; the final one is
+        followed when *follow_symlinks*. With *create*, missing intermediate
+        directories are made. An empty path resolves to this directory itself,
+        reported as its parent and name (or the root with name ``""``).
+        """
+        if follow_intermediate is None:
+            follow_intermediate = follow_symlinks
+        components = split_path(path)
+        stack = self._ancestry()
+        hops = 0
+        if not components:
+            return self._self_resolved(stack)
+        while True:
+            name = components.pop(0)
+            if name == "..":
+                if len(stack) > 1:
+                    stack.pop()
+                if not components:
+                    return self._self_resolved(stack)
+                continue
+            current = stack[-1]
+            node = current._lookup(name)
+            last = not components
+            if (
+                node is not None
+                and node.type is FileType.SYMLINK
+                and (follow_symlinks if last else follow_intermediate)
+            ):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise DirectoryError(
+                        f"too many levels of symbolic links in {path!r}", reason=REASON_SYMLINK_LOOP
+                    )
+                if node.target.startswith("/"):
+                    del stack[1:]
+                target = [part for part in node.target.split("/") if part and part != "."]
+                components[:0] = target
+                if not components:
+                    return self._self_resolved(stack)
+                continue
+            if last:
+                return Resolved(current, name, node)
+            if node is None:
+                if not create:
+                    raise DirectoryError(f"{path!r}: no such directory {name!r}", reason=REASON_NOT_FOUND)
+                stack.append(current._mkdir(name, None))
+            elif node.type is FileType.DIRECTORY:
+                stack.append(current._child(name))
+            else:
+                raise DirectoryError(f"{path!r}: {name!r} is not a directory", reason=REASON_NOT_A_DIRECTORY)
+
+    @staticmethod
+    def _self_resolved(stack: list[Directory]) -> Resolved:
+        if len(stack) == 1:
+            return Resolved(stack[0], "", Node("", FileType.DIRECTORY))
+        return Resolved(stack[-2], stack[-1]._name, stack[-2]._lookup(stack[-1]._name))
+
+    def _path_from_root(self) -> list[str]:
+        return [directory._name for directory in self._ancestry()[1:]]
+
+    def _existing(self, path: str, *, follow_symlinks: bool) -> Resolved:
+        resolved = self._resolve(path, follow_symlinks=follow_symlinks)
+        if resolved.node is None:
+            raise DirectoryError(f"{path!r} does not exist", reason=REASON_NOT_FOUND)
+        return resolved
+
+    # -- the public contract ------------------------------------------------------
+
+    def open_directory(self, path: str, *, create: bool = False, follow_symlinks: bool = False) -> Directory:
+        """The subdirectory at *path*, made (with its parents) if *create*.
+
+        Symlinks on the way are followed (inside the tree) only if *follow_symlinks*.
+        """
+        resolved = self._resolve(path, follow_symlinks=follow_symlinks, create=create)
+        if resolved.name == "":
+            return resolved.parent
+        if resolved.node is None:
+            if not create:
+                raise DirectoryError(f"{path!r} does not exist", reason=REASON_NOT_FOUND)
+            return resolved.parent._mkdir(resolved.name, None)
+        if resolved.node.type is not FileType.DIRECTORY:
+            raise DirectoryError(f"{path!r} is not a directory", reason=REASON_NOT_A_DIRECTORY)
+        return resolved.parent._child(resolved.name)
+
+    def exists(self, path: str, *, follow_symlinks: bool = False) -> bool:
+        """Whether *path* names an entry (a dangling symlink exists unless followed)."""
+        try:
+            return self._resolve(path, follow_symlinks=follow_symlinks).node is not None
+        except DirectoryError as error:
+            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY):
+                return False
+            raise
+
+    def stat(self, path: str, *, follow_symlinks: bool = False) -> FileStat:
+        """The :class:`FileStat` of the entry at *path*."""
+        return self._existing(path, follow_symlinks=follow_symlinks).node.file_stat()  # type: ignore[union-attr]
+
+    def _is_type(self, path: str, kind: FileType, follow_symlinks: bool) -> bool:
+        try:
+            node = self._resolve(path, follow_symlinks=follow_symlinks).node
+        except DirectoryError as error:
+            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY):
+                return False
+            raise
+        return node is not None and node.type is kind
+
+    def isfile(self, path: str, *, follow_symlinks: bool = False) -> bool:
+        """Whether *path* is a regular file."""
+        return self._is_type(path, FileType.REGULAR_FILE, follow_symlinks)
+
+    def isdir(self, path: str, *, follow_symlinks: bool = False) -> bool:
+        """Whether *path* is a directory."""
+        return self._is_type(path, FileType.DIRECTORY, follow_symlinks)
+
+    def islink(self, path: str, *, follow_symlinks: bool = False) -> bool:
+        """Whether *path* is a symlink (never true when *follow_symlinks*)."""
+        return self._is_type(path, FileType.SYMLINK, follow_symlinks)
+
+    def readlink(self, path: str) -> str:
+        """The target of the symlink at *path*, verbatim."""
+        node = self._existing(path, follow_symlinks=False).node
+        assert node is not None
+        if node.type is not FileType.SYMLINK:
+            raise DirectoryError(f"{path!r} is not a symlink", reason=REASON_NOT_A_SYMLINK)
+        return node.target
+
+    def _regular_file(self, path: str) -> Resolved:
+        resolved = self._existing(path, follow_symlinks=True)
+        assert resolved.node is not None
+        if resolved.node.type is FileType.DIRECTORY:
+            raise DirectoryError(f"{path!r} is a directory", reason=REASON_IS_A_DIRECTORY)
+        if resolved.node.type is not FileType.REGULAR_FILE:
+            raise DirectoryError(f"{path!r} is not a regular file", reason=REASON_NOT_A_FILE)
+        return resolved
+
+    @overload
+    def open_file(self, path: str, *, mode: Literal["rb", "wb", "w+b", "xb", "x+b"]) -> IO[bytes]: ...
+
+    @overload
+    def open_file(self, path: str, *, mode: Literal["r", "w", "w+", "x", "x+"] = "r") -> IO[str]: ...
+
+    def open_file(self, path: str, *, mode: str = "r") -> IO[str] | IO[bytes]:
+        """Open the regular file at *path* (symlinks followed inside the tree).
+
+        Modes: ``r``, ``rb`` to read; ``w``, ``wb``, ``w+``, ``w+b`` to create or
+        truncate; ``x``, ``xb``, ``x+``, ``x+b`` to create a file that must not
+        exist. Text modes use UTF-8. Written content becomes part of the tree
+        when the file is closed.
+        """
+        if mode not in READ_MODES and mode not in WRITE_MODES:
+            raise ValueError(f"unsupported mode {mode!r}")
+        if mode in READ_MODES:
+            resolved = self._regular_file(path)
+            assert resolved.node is not None
+            stream: IO[bytes] = resolved.parent._open_blob(resolved.node)
+        else:
+            resolved = self._resolve(path, follow_symlinks=True)
+            if resolved.name == "" or (
+                resolved.node is not None and resolved.node.type is FileType.DIRECTORY
+            ):
+                raise DirectoryError(f"{path!r} is a directory", reason=REASON_IS_A_DIRECTORY)
+            if resolved.node is not None and mode.startswith("x"):
+                raise DirectoryError(f"{path!r} already exists", reason=REASON_EXISTS)
+            if resolved.node is not None and resolved.node.type is not FileType.REGULAR_FILE:
+                raise DirectoryError(f"{path!r} is not a regular file", reason=REASON_NOT_A_FILE)
+            stream = resolved.parent._open_write(resolved.name, mode, resolved.node)
+        if "b" in mode:
+            return stream
+        return io.TextIOWrapper(stream, encoding="utf-8")
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Remove the entry at *path* (a symlink itself, never its target).
+
+        A non-empty directory needs *recursive*.
+        """
+        resolved = self._existing(path, follow_symlinks=False)
+        if resolved.name == "":
+            raise DirectoryError("cannot remove the root of a tree", reason=REASON_INVALID_RENAME)
+        assert resolved.node is not None
+        if (
+            resolved.node.type is FileType.DIRECTORY
+            and not recursive
+            and len(resolved.parent._child(resolved.name)) > 0
+        ):
+            raise DirectoryError(f"{path!r} is a non-empty directory", reason=REASON_NOT_EMPTY)
+        resolved.parent._unlink(resolved.name)
+
+    def rename(self, src: str, dest: str) -> None:
+        """Move the entry at *src* to *dest*, which must not exist."""
+        source = self._existing(src, follow_symlinks=False)
+        target = self._resolve(dest, follow_symlinks=False)
+        if source.name == "" or target.name == "":
+            raise DirectoryError("cannot rename the root of a tree", reason=REASON_INVALID_RENAME)
+        if target.node is not None:
+            raise DirectoryError(f"{dest!r} already exists", reason=REASON_EXISTS)
+        assert source.node is not None
+        if source.node.type is FileType.DIRECTORY:
+            moved = [*source.parent._path_from_root(), source.name]
+            if target.parent._path_from_root()[: len(moved)] == moved:
+                raise DirectoryError(
+                    f"cannot move {src!r} into itself ({dest!r})", reason=REASON_INVALID_RENAME
+                )
+        source.parent._move(source.name, target.parent, target.name)
+
+    def __iter__(self) -> Iterator[str]:
+        """The names of the entries, sorted."""
+        return iter([node.name for node in self._entries()])
+
+    def __len__(self) -> int:
+        return len(self._entries())
+
+    def _walk(self) -> Iterator[tuple[str, Directory, Node]]:
+        """``(relative path, containing directory, node)`` in :meth:`list_relative_paths`
+        order, iteratively (depth is unbounded)."""
+        pending: list[tuple[str, Directory, Node | None]] = [("", self, None)]
+        while pending:
+            path, directory, node = pending.pop()
+            if node is not None:
+                yield path, directory, node
+                directory = directory._child(node.name)
+            prefix = f"{path}/" if path else ""
+            subdirs = []
+            for entry in directory._entries():
+                if entry.type is FileType.DIRECTORY:
+                    subdirs.append((prefix + entry.name, directory, entry))
+                else:
+                    yield prefix + entry.name, directory, entry
+            pending.extend(reversed(subdirs))
+
+    def list_relative_paths(self) -> Iterator[str]:
+        """Every path in the tree: a directory's non-directories sorted, then each
+        subdirectory (sorted) yielded and descended. Symlinks are not descended."""
+        for path, _directory, _node in self._walk():
+            yield path
+
+    def get_size(self) -> int:
+        """The total size in bytes of the regular files in the tree."""
+        return sum(
+            node.size for _path, _directory, node in self._walk() if node.type is FileType.REGULAR_FILE
+        )
+
+    def export_to_tar(
+        self, tarfile: tarfile_module.TarFile, destination_dir: str, mtime: int = ARBITRARY_TIMESTAMP
+    ) -> None:
+        """Add the tree to an open tar archive under *destination_dir*, deterministically:
+        paths in :meth:`list_relative_paths` order, every mtime *mtime*, owner 0:0."""
+        base = destination_dir.strip("/")
+        for path, directory, node in self._walk():
+            info = tarfile_module.TarInfo("/".join(part for part in (base, path) if part))
+            info.mtime = mtime
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if node.type is FileType.DIRECTORY:
+                info.type = tarfile_module.DIRTYPE
+                info.mode = 0o755
+                tarfile.addfile(info)
+            elif node.type is FileType.SYMLINK:
+                info.type = tarfile_module.SYMTYPE
+                info.linkname = node.target
+                info.mode = 0o777
+                tarfile.addfile(info)
+            elif node.type is FileType.REGULAR_FILE:
+                info.mode = 0o755 if node.executable else 0o644
+                info.size = node.size
+                with directory._open_blob(node) as stream:
+                    tarfile.addfile(info, stream)
+
+    # -- import ---------------------------------------------------------------
+
+    def import_files(
+        self,
+        external_pathspec: Directory | str,
+        *,
+        filter_callback: FilterCallback | None = None,
+        collect_result: bool = True,
+        update_mtime: float | None = None,
+        properties: list[str] | None = None,
+    ) -> FileListResult | None:
+        """Merge a tree (another :class:`Directory` or a host directory path) into this one.
+
+        Rules: directories merge recursively; a file or symlink replaces a file,
+        a symlink or an empty directory (reported in ``overwritten``) but not a
+        non-empty directory (reported in ``ignored``); a directory over a file or
+        symlink raises ``type-mismatch``; symlinks in this tree are never followed.
+        A subtree landing on a free name is inserted by reference where the
+        implementation can (CAS into CAS, same store).
+
+        :param filter_callback: called with each source path (directories
+            included); only accepted paths are imported, with the directories
+            they need.
+        :param collect_result: return a :class:`FileListResult` (else None).
+        :param update_mtime: set this mtime (seconds) on every file written.
+        :param properties: node properties to record when importing a host tree
+            into a CAS (``"mtime"``, ``"unix_mode"``); ignored otherwise.
+        """
+        if isinstance(external_pathspec, Directory):
+            source = external_pathspec._as_source()
+        elif isinstance(external_pathspec, str):
+            source = self._source_for_host(external_pathspec, properties)
+        else:
+            raise ValueError("import source must be a Directory or a host path")
+        result = self._import_tree(
+            source,
+            filter_callback=filter_callback,
+            options=ImportOptions(update_mtime=update_mtime),
+            collect_result=collect_result,
+        )
+        return result if collect_result else None
+
+    def import_single_file(self, external_pathspec: str) -> FileListResult:
+        """Import one host file (or symlink) into this directory under its basename."""
+        return self._import_tree(
+            HostSource.single(external_pathspec),
+            filter_callback=None,
+            options=ImportOptions(),
+            collect_result=True,
+        )
+
+    def _import_tree(
+        self,
+        source: SourceTree,
+        *,
+        filter_callback: FilterCallback | None,
+        options: ImportOptions,
+        collect_result: bool,
+    ) -> FileListResult:
+        result = FileListResult()
+        root = _Frame(source, "", self, None, "")
+        frames = [root]
+        finished: list[_Frame] = []
+        by_reference = filter_callback is None and options.update_mtime is None
+        while frames:
+            frame = frames.pop()
+            finished.append(frame)
+            children = []
+            for node in frame.source.entries():
+                path = frame.prefix + node.name
+                if node.type is FileType.DIRECTORY:
+                    child = frame.source.child(node.name)
+                    if by_reference:
+                        dest = _ensure(frame)
+                        if dest._lookup(node.name) is None and dest._graft(node.name, child):
+                            if collect_result:
+                                _collect_written(child, path + "/", result)
+                            continue
+                    child_frame = _Frame(child, path + "/", None, frame, node.name)
+                    if filter_callback is None or filter_callback(path):
+                        _ensure(child_frame)
+                    children.append(child_frame)
+                elif node.type is FileType.SPECIAL_FILE:
+                    result.ignored.append(path)
+                elif filter_callback is None or filter_callback(path):
+                    _write_entry(_ensure(frame), node, path, frame.source.store, options, result)
+            frames.extend(reversed(children))
+        for frame in reversed(finished):
+            own = frame.source.own()
+            if frame.dest is not None and own is not None and frame is not root:
+                frame.dest._set_own(own)
+        return result
+
+
+def _ensure(frame: _Frame) -> Directory:
+    """The destination directory of *frame*, made (with missing parents) on first need."""
+    chain = []
+    current: _Frame | None = frame
+    while current is not None and current.dest is None:
+        chain.append(current)
+        current = current.parent
+    for pending in reversed(chain):
+        assert pending.parent is not None and pending.parent.dest is not None
+        parent = pending.parent.dest
+        existing = parent._lookup(pending.name)
+        if existing is None:
+            pending.dest = parent._mkdir(pending.name, pending.source.own())
+        elif existing.type is FileType.DIRECTORY:
+            pending.dest = parent._child(pending.name)
+        else:
+            raise DirectoryError(
+                f"cannot import directory {pending.prefix.rstrip('/')!r} over a "
+                f"{'symlink' if existing.type is FileType.SYMLINK else 'file'}",
+                reason=REASON_TYPE_MISMATCH,
+            )
+    assert frame.dest is not None
+    return frame.dest
+
+
+def _write_entry(
+    dest: Directory,
+    node: Node,
+    path: str,
+    store: ContentStore | None,
+    options: ImportOptions,
+    result: FileListResult,
+) -> None:
+    existing = dest._lookup(node.name)
+    if existing is not None:
+        if existing.type is FileType.DIRECTORY and len(dest._child(node.name)) > 0:
+            result.ignored.append(path)
+            return
+        dest._unlink(node.name)
+        result.overwritten.append(path)
+    dest._put(node.name, node, store, options)
+    result.files_written.append(path)
+
+
+def _collect_written(source: SourceTree, prefix: str, result: FileListResult) -> None:
+    """Add every non-directory under *source* to ``files_written`` (special files to
+    ``ignored``), in list order."""
+    pending = [(source, prefix)]
+    while pending:
+        tree, base = pending.pop()
+        subdirs = []
+        for node in tree.entries():
+            if node.type is FileType.DIRECTORY:
+                subdirs.append((tree.child(node.name), f"{base}{node.name}/"))
+            elif node.type is FileType.SPECIAL_FILE:
+                result.ignored.append(base + node.name)
+            else:
+                result.files_written.append(base + node.name)
+        pending.extend(reversed(subdirs))

@@ -1,0 +1,252 @@
+"""The Merkle-tree implementation of :class:`Directory` over a :class:`ContentStore`."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import IO, TYPE_CHECKING, BinaryIO
+
+from casvfs.digest import Digest
+from casvfs.directory.base import Directory, ImportOptions
+from casvfs.directory.ingest import import_host_tree
+from casvfs.directory.node import Node, directory_to_proto, nodes_from_proto, properties_from_proto
+from casvfs.directory.osdir import OsDirectory
+from casvfs.directory.source import CasSource, SourceTree
+from casvfs.directory.types import FileType
+
+if TYPE_CHECKING:
+    from casvfs.directory.changes import TreeDiff
+from casvfs.store.base import ContentStore
+
+
+class CasDirectory(Directory):
+    """A directory tree held as REAPI ``Directory`` messages in a content store.
+
+    Levels are loaded from the store only when first looked at; digests are
+    computed on demand and cached, and any change invalidates the cached
+    digests of the directory and its ancestors. Importing another
+    ``CasDirectory`` of the same store onto a free name costs O(1).
+
+    :param store: where blobs and ``Directory`` messages live.
+    :param digest: the root ``Directory`` to start from (None: an empty tree).
+    """
+
+    def __init__(self, store: ContentStore, digest: Digest | None = None) -> None:
+        self._store = store
+        self._digest = digest
+        self._nodes: dict[str, Node] | None = None if digest is not None else {}
+        self._children: dict[str, CasDirectory] = {}
+        self._own: Node | None = None
+        self._parent: CasDirectory | None = None
+        self._name = ""
+
+    def __repr__(self) -> str:
+        state = str(self._digest) if self._digest is not None else "modified"
+        return f"<CasDirectory {'/'.join(self._path_from_root()) or '.'} {state}>"
+
+    @property
+    def store(self) -> ContentStore:
+        """The store this tree lives in."""
+        return self._store
+
+    def get_digest(self) -> Digest:
+        """The digest of this directory's ``Directory`` message.
+
+        Changed directories below are serialised into the store (bottom up,
+        iteratively) and their digests cached until the next change.
+        """
+        if self._digest is not None:
+            return self._digest
+        order: list[CasDirectory] = []
+        pending = [self]
+        while pending:
+            directory = pending.pop()
+            order.append(directory)
+            pending.extend(child for child in directory._children.values() if child._digest is None)
+        for directory in reversed(order):
+            nodes = directory._load()
+            for name, child in directory._children.items():
+                if nodes[name].digest != child._digest:
+                    nodes[name] = replace(nodes[name], digest=child._digest)
+            message = directory_to_proto(list(nodes.values()), directory._own)
+            directory._digest = directory._store.put_directory(message)
+        assert self._digest is not None
+        return self._digest
+
+    # -- internals -----------------------------------------------------------------
+
+    def _load(self) -> dict[str, Node]:
+        if self._nodes is None:
+            assert self._digest is not None
+            message = self._store.get_directory(self._digest)
+            self._nodes = nodes_from_proto(message)
+            mtime, mode, props = properties_from_proto(
+                message.node_properties, message.HasField("node_properties")
+            )
+            if mtime is not None or mode is not None or props:
+                self._own = Node("", FileType.DIRECTORY, mtime_ns=mtime, unix_mode=mode, properties=props)
+        return self._nodes
+
+    def _invalidate(self) -> None:
+        directory: CasDirectory | None = self
+        # Invariant: a directory with no cached digest has none cached above it.
+        while directory is not None and directory._digest is not None:
+            directory._digest = None
+            directory = directory._parent
+
+    def _new_child(self, name: str, digest: Digest | None) -> CasDirectory:
+        child = CasDirectory(self._store, digest)
+        child._parent = self
+        child._name = name
+        self._children[name] = child
+        return child
+
+    def _lookup(self, name: str) -> Node | None:
+        return self._load().get(name)
+
+    def _entries(self) -> list[Node]:
+        return sorted(self._load().values(), key=lambda node: node.name)
+
+    def _child(self, name: str) -> Directory:
+        child = self._children.get(name)
+        if child is None:
+            child = self._new_child(name, self._load()[name].digest)
+        return child
+
+    def _mkdir(self, name: str, own: Node | None) -> Directory:
+        self._load()[name] = Node(name, FileType.DIRECTORY)
+        child = self._new_child(name, None)
+        if own is not None:
+            child._own = replace(own, name="", host_path=None)
+        self._invalidate()
+        return child
+
+    def _set_own(self, own: Node) -> None:
+        self._load()
+        self._own = replace(own, name="", host_path=None)
+        self._invalidate()
+
+    def _unlink(self, name: str) -> None:
+        del self._load()[name]
+        child = self._children.pop(name, None)
+        if child is not None:
+            child._parent = None
+        self._invalidate()
+
+    def _put(self, name: str, node: Node, store: ContentStore | None, options: ImportOptions) -> None:
+        if node.host_path is not None:
+            # A lone host file (import_single_file) records no host metadata.
+            digest = self._store.put_file(node.host_path) if node.type is FileType.REGULAR_FILE else None
+            node = Node(
+                node.name,
+                node.type,
+                executable=node.executable,
+                size=node.size,
+                target=node.target,
+                digest=digest,
+            )
+        elif node.type is FileType.REGULAR_FILE and store is not self._store:
+            assert store is not None and node.digest is not None
+            with store.open(node.digest) as stream:
+                self._store.put_stream(stream)
+        if options.update_mtime is not None and node.type is FileType.REGULAR_FILE:
+            node = replace(node, mtime_ns=int(options.update_mtime * 1_000_000_000))
+        self._load()[name] = node.renamed(name)
+        self._invalidate()
+
+    def _graft(self, name: str, source: SourceTree) -> bool:
+        if source.store is not self._store or source.digest is None:
+            return False
+        self._load()[name] = Node(name, FileType.DIRECTORY, digest=source.digest)
+        self._invalidate()
+        return True
+
+    def _move(self, name: str, dest: Directory, dest_name: str) -> None:
+        assert isinstance(dest, CasDirectory)
+        node = self._load().pop(name)
+        child = self._children.pop(name, None)
+        self._invalidate()
+        dest._load()[dest_name] = node.renamed(dest_name)
+        if child is not None:
+            child._parent = dest
+            child._name = dest_name
+            dest._children[dest_name] = child
+        dest._invalidate()
+
+    def _open_blob(self, node: Node) -> BinaryIO:
+        assert node.digest is not None
+        return self._store.open(node.digest)
+
+    def _open_write(self, name: str, mode: str, existing: Node | None) -> IO[bytes]:
+        base = existing or Node(name, FileType.REGULAR_FILE)
+        stamp = existing is not None and existing.mtime_ns is not None
+
+        def commit(path: str) -> None:
+            digest = self._store.put_file(path)
+            self._load()[name] = replace(
+                base,
+                size=digest.size_bytes,
+                digest=digest,
+                mtime_ns=time.time_ns() if stamp else base.mtime_ns,
+            )
+            self._invalidate()
+
+        fd, path = tempfile.mkstemp(prefix="casvfs-")
+        os.close(fd)
+        commit(path)  # the (empty) file exists from open on, as on a host
+        raw = _CommitOnClose(path, "w+" if "+" in mode else "w", commit)
+        return io.BufferedRandom(raw) if "+" in mode else io.BufferedWriter(raw)
+
+    def _as_source(self) -> SourceTree:
+        return CasSource(self._store, self.get_digest())
+
+    def _source_for_host(self, host_path: str, properties: list[str] | None) -> SourceTree:
+        specials: dict[str, list[str]] = {}
+        digest = import_host_tree(self._store, host_path, properties=properties, skipped=specials)
+        return CasSource(self._store, digest, specials)
+
+    def file_digest(self, path: str) -> str:
+        node = self._regular_file(path).node
+        assert node is not None and node.digest is not None
+        return node.digest.hash
+
+    def apply_changes(self, before: CasDirectory, after: CasDirectory) -> TreeDiff:
+        """Apply the changes from *before* to *after* onto this tree (three-way merge).
+
+        Raises ``merge-conflict`` (changing nothing) where this tree changed a path
+        differently; see :func:`casvfs.directory.changes.apply_changes`.
+        """
+        from casvfs.directory.changes import apply_changes  # it imports this module
+
+        return apply_changes(self, before, after)
+
+    def export_files(self, to_directory: str, *, can_link: bool = False, can_destroy: bool = False) -> None:
+        del can_destroy  # a CAS tree is never consumed by an export
+        OsDirectory(to_directory, create=True)._import_tree(
+            self._as_source(),
+            filter_callback=None,
+            options=ImportOptions(link=can_link),
+            collect_result=False,
+        )
+
+
+class _CommitOnClose(io.FileIO):
+    """A temp file that hands its path to *commit* when closed, then disappears."""
+
+    def __init__(self, path: str, mode: str, commit: Callable[[str], None]) -> None:
+        super().__init__(path, mode)
+        self._commit_path = path
+        self._commit = commit
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            super().close()
+            self._commit(self._commit_path)
+        finally:
+            os.unlink(self._commit_path)

@@ -1,0 +1,162 @@
+"""The implementation-neutral description of one directory entry."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_module
+from dataclasses import dataclass, replace
+
+from casvfs.digest import Digest
+from casvfs.directory.types import FileStat, FileType
+from casvfs.protos import remote_execution_pb2 as pb
+from casvfs.timestamps import ARBITRARY_TIMESTAMP
+
+NodeProperty = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One entry as both implementations see it.
+
+    ``digest`` is the content digest of a file or the ``Directory`` digest of a
+    CAS subdirectory (None where not known: host entries). ``mtime_ns`` and
+    ``unix_mode`` are None where the node records none. ``host_path`` is set for
+    entries of a host tree.
+    """
+
+    name: str
+    type: FileType
+    executable: bool = False
+    size: int = 0
+    target: str = ""
+    digest: Digest | None = None
+    mtime_ns: int | None = None
+    unix_mode: int | None = None
+    properties: tuple[NodeProperty, ...] = ()
+    host_path: str | None = None
+
+    def renamed(self, name: str) -> Node:
+        """The same node under another name."""
+        return replace(self, name=name)
+
+    def file_stat(self) -> FileStat:
+        """The :class:`FileStat` of this node."""
+        mtime = ARBITRARY_TIMESTAMP if self.mtime_ns is None else self.mtime_ns / 1e9
+        size = len(self.target.encode()) if self.type is FileType.SYMLINK else self.size
+        return FileStat(self.type, executable=self.executable, size=size, mtime=mtime)
+
+    def same_content(self, other: Node) -> bool:
+        """Whether two nodes describe the same entry (name aside)."""
+        return (
+            self.type is other.type
+            and self.digest == other.digest
+            and self.executable == other.executable
+            and self.target == other.target
+            and self.mtime_ns == other.mtime_ns
+            and self.unix_mode == other.unix_mode
+            and self.properties == other.properties
+        )
+
+
+def node_from_stat(name: str, path: str, st: os.stat_result, *, with_mode: bool = True) -> Node:
+    """A node for a host entry, from its ``lstat`` result."""
+    mode = st.st_mode
+    if stat_module.S_ISDIR(mode):
+        kind = FileType.DIRECTORY
+    elif stat_module.S_ISREG(mode):
+        kind = FileType.REGULAR_FILE
+    elif stat_module.S_ISLNK(mode):
+        return Node(name, FileType.SYMLINK, target=os.readlink(path), mtime_ns=st.st_mtime_ns, host_path=path)
+    else:
+        kind = FileType.SPECIAL_FILE
+    return Node(
+        name,
+        kind,
+        executable=kind is FileType.REGULAR_FILE and bool(mode & stat_module.S_IXUSR),
+        size=st.st_size if kind is FileType.REGULAR_FILE else 0,
+        mtime_ns=st.st_mtime_ns,
+        unix_mode=stat_module.S_IMODE(mode) if with_mode else None,
+        host_path=path,
+    )
+
+
+def properties_to_proto(node: Node) -> pb.NodeProperties | None:
+    """The ``NodeProperties`` message a node carries, or None if it carries none."""
+    if node.mtime_ns is None and node.unix_mode is None and not node.properties:
+        return None
+    message = pb.NodeProperties()
+    for name, value in node.properties:
+        message.properties.add(name=name, value=value)
+    if node.mtime_ns is not None:
+        message.mtime.seconds, message.mtime.nanos = divmod(node.mtime_ns, 1_000_000_000)
+    if node.unix_mode is not None:
+        message.unix_mode.value = node.unix_mode
+    return message
+
+
+def properties_from_proto(
+    message: pb.NodeProperties, has: bool
+) -> tuple[int | None, int | None, tuple[NodeProperty, ...]]:
+    """``(mtime_ns, unix_mode, other properties)`` of a ``NodeProperties`` message."""
+    if not has:
+        return None, None, ()
+    mtime = message.mtime.seconds * 1_000_000_000 + message.mtime.nanos if message.HasField("mtime") else None
+    mode = message.unix_mode.value if message.HasField("unix_mode") else None
+    return mtime, mode, tuple((prop.name, prop.value) for prop in message.properties)
+
+
+def nodes_from_proto(message: pb.Directory) -> dict[str, Node]:
+    """The entries of a (validated) ``Directory`` message, by name."""
+    nodes: dict[str, Node] = {}
+    for file in message.files:
+        mtime, mode, props = properties_from_proto(file.node_properties, file.HasField("node_properties"))
+        digest = Digest.from_proto(file.digest)
+        nodes[file.name] = Node(
+            file.name,
+            FileType.REGULAR_FILE,
+            executable=file.is_executable,
+            size=digest.size_bytes,
+            digest=digest,
+            mtime_ns=mtime,
+            unix_mode=mode,
+            properties=props,
+        )
+    for directory in message.directories:
+        nodes[directory.name] = Node(
+            directory.name, FileType.DIRECTORY, digest=Digest.from_proto(directory.digest)
+        )
+    for link in message.symlinks:
+        mtime, mode, props = properties_from_proto(link.node_properties, link.HasField("node_properties"))
+        nodes[link.name] = Node(
+            link.name, FileType.SYMLINK, target=link.target, mtime_ns=mtime, unix_mode=mode, properties=props
+        )
+    return nodes
+
+
+def directory_to_proto(nodes: list[Node], own: Node | None) -> pb.Directory:
+    """A canonical ``Directory`` message from entries whose digests are all known.
+
+    *own* carries the directory's own properties (mtime etc.), if any.
+    """
+    message = pb.Directory()
+    for node in sorted(nodes, key=lambda n: n.name):
+        props = properties_to_proto(node)
+        if node.type is FileType.REGULAR_FILE:
+            assert node.digest is not None
+            file = message.files.add(
+                name=node.name, digest=node.digest.to_proto(), is_executable=node.executable
+            )
+            if props is not None:
+                file.node_properties.CopyFrom(props)
+        elif node.type is FileType.DIRECTORY:
+            assert node.digest is not None
+            message.directories.add(name=node.name, digest=node.digest.to_proto())
+        elif node.type is FileType.SYMLINK:
+            link = message.symlinks.add(name=node.name, target=node.target)
+            if props is not None:
+                link.node_properties.CopyFrom(props)
+    if own is not None:
+        props = properties_to_proto(own)
+        if props is not None:
+            message.node_properties.CopyFrom(props)
+    return message

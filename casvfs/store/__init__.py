@@ -1,0 +1,17 @@
+"""Content stores: where blobs and ``Directory`` messages live."""
+
+from casvfs.store.base import ContentStore, directory_digest
+from casvfs.store.local import FsckReport, LocalStore
+from casvfs.store.memory import MemoryStore
+from casvfs.store.statcache import StatCache
+from casvfs.store.validation import validate_directory
+
+__all__ = [
+    "ContentStore",
+    "FsckReport",
+    "LocalStore",
+    "MemoryStore",
+    "StatCache",
+    "directory_digest",
+    "validate_directory",
+]

@@ -1,0 +1,113 @@
+"""The ``ContentStore`` interface every store implements."""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO
+
+from google.protobuf.message import DecodeError
+
+from casvfs.digest import Digest, digest_message, serialize_message
+from casvfs.errors import REASON_INVALID_DIRECTORY, DirectoryError
+from casvfs.protos import remote_execution_pb2 as pb
+from casvfs.store.statcache import StatCache
+from casvfs.store.validation import validate_directory
+
+
+class ContentStore(abc.ABC):
+    """A content-addressable store of blobs named by their :class:`Digest`.
+
+    ``Directory`` messages are blobs too. A store may be *partial*: it may hold
+    a tree's ``Directory`` messages without its file blobs. Walking, listing and
+    stat only ever call :meth:`get_directory`; only reading file content calls
+    :meth:`open` / :meth:`read_bytes`, which is where a store backed by remotes
+    fetches what it lacks.
+    """
+
+    @abc.abstractmethod
+    def has(self, digest: Digest) -> bool:
+        """Whether the blob is present locally (a remote fetch is never attempted)."""
+
+    def find_missing(self, digests: Iterable[Digest]) -> list[Digest]:
+        """The digests among *digests* whose blobs are not present, without duplicates."""
+        return [digest for digest in dict.fromkeys(digests) if not self.has(digest)]
+
+    @abc.abstractmethod
+    def open(self, digest: Digest) -> BinaryIO:
+        """A binary stream of the blob. Raises :class:`StoreError` ``blob-missing``."""
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        """The whole blob. Raises :class:`StoreError` ``blob-missing``."""
+        with self.open(digest) as stream:
+            return stream.read()
+
+    @abc.abstractmethod
+    def put_bytes(self, data: bytes) -> Digest:
+        """Store *data* and return its digest."""
+
+    @abc.abstractmethod
+    def put_file(self, path: str | os.PathLike[str]) -> Digest:
+        """Store a host file's contents (read in chunks) and return their digest."""
+
+    def put_stream(self, stream: BinaryIO) -> Digest:
+        """Store everything left in *stream* and return its digest."""
+        return self.put_bytes(stream.read())
+
+    def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
+        """A read-only host file holding the blob, with mode 0o555 if *executable*
+        (else 0o444), suitable to hard-link; None where the store has no such file."""
+        del digest, executable
+        return None
+
+    def stat_cache(self) -> StatCache | None:
+        """The cache that lets re-imports of unchanged host files skip reading them,
+        or None for a store that keeps none."""
+        return None
+
+    def get_directory(self, digest: Digest) -> pb.Directory:
+        """Load and validate a ``Directory`` message (untrusted input)."""
+        data = self.read_bytes(digest)
+        message = pb.Directory()
+        try:
+            message.ParseFromString(data)
+        except DecodeError:
+            raise DirectoryError(
+                f"blob {digest} is not a Directory message", reason=REASON_INVALID_DIRECTORY
+            ) from None
+        validate_directory(message, digest)
+        return message
+
+    def put_directory(self, message: pb.Directory) -> Digest:
+        """Store a ``Directory`` message in canonical form and return its digest."""
+        data = serialize_message(message)
+        return self.put_bytes(data)
+
+    def get_tree(self, root: Digest) -> Iterator[tuple[Digest, pb.Directory]]:
+        """Every ``Directory`` reachable from *root*, each once, breadth first."""
+        seen = {root}
+        queue = deque([root])
+        while queue:
+            digest = queue.popleft()
+            message = self.get_directory(digest)
+            yield digest, message
+            for node in message.directories:
+                child = Digest.from_proto(node.digest)
+                if child not in seen:
+                    seen.add(child)
+                    queue.append(child)
+
+    def put_tree(self, tree: pb.Tree) -> Digest:
+        """Store every ``Directory`` of a ``Tree`` message; return the root's digest."""
+        for child in tree.children:
+            validate_directory(child)
+            self.put_directory(child)
+        validate_directory(tree.root)
+        return self.put_directory(tree.root)
+
+
+def directory_digest(message: pb.Directory) -> Digest:
+    """The digest a ``Directory`` message has in any store."""
+    return digest_message(message)

@@ -1,0 +1,10 @@
+"""Fixed timestamps shared by every layer."""
+
+from __future__ import annotations
+
+import calendar
+
+ARBITRARY_TIMESTAMP = calendar.timegm((2011, 11, 11, 11, 11, 11))
+"""BuildStream's ``BST_ARBITRARY_TIMESTAMP``: the mtime of any node that records none,
+and of every object file in a :class:`~casvfs.LocalStore` (so hard links to them
+carry it)."""

