@@ -45,9 +45,20 @@ def same(pair: tuple[Directory, Directory], action: Callable[[Directory], Any]) 
 
 def test_listing_order_is_buildstreams(pair: tuple[Directory, Directory]) -> None:
     expected = [
-        "a-exe", "abs", "b-file", "dangling", "dirlink", "escape", "loop1", "loop2",
+        "a-exe",
+        "abs",
+        "b-file",
+        "dangling",
+        "dirlink",
+        "escape",
+        "loop1",
+        "loop2",
         "m-empty",
-        "z-dir", "z-dir/inner", "z-dir/up", "z-dir/deeper", "z-dir/deeper/leaf",
+        "z-dir",
+        "z-dir/inner",
+        "z-dir/up",
+        "z-dir/deeper",
+        "z-dir/deeper/leaf",
     ]
     for directory in pair:
         assert list(directory.list_relative_paths()) == expected
@@ -64,11 +75,26 @@ def test_iter_len_size(pair: tuple[Directory, Directory]) -> None:
 @pytest.mark.parametrize(
     "path, follow",
     [
-        ("a-exe", False), ("b-file", True), ("z-dir", False), ("abs", False), ("abs", True),
-        ("escape", True), ("escape/inner", False), ("escape/inner", True), ("dangling", True),
-        ("dangling", False), ("loop1", True), ("loop1", False), ("dirlink/up", True),
-        ("z-dir/../b-file", False), ("../../b-file", False), ("missing", False),
-        ("b-file/x", False), ("/abs", False), ("", False), (".", False),
+        ("a-exe", False),
+        ("b-file", True),
+        ("z-dir", False),
+        ("abs", False),
+        ("abs", True),
+        ("escape", True),
+        ("escape/inner", False),
+        ("escape/inner", True),
+        ("dangling", True),
+        ("dangling", False),
+        ("loop1", True),
+        ("loop1", False),
+        ("dirlink/up", True),
+        ("z-dir/../b-file", False),
+        ("../../b-file", False),
+        ("missing", False),
+        ("b-file/x", False),
+        ("/abs", False),
+        ("", False),
+        (".", False),
     ],
 )
 def test_stat_and_predicates(pair: tuple[Directory, Directory], path: str, follow: bool) -> None:

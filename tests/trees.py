@@ -63,15 +63,19 @@ def random_spec(seed: int, *, entries: int = 60, max_depth: int = 4) -> Spec:
             parent[name] = child
             dirs.append((child, depth + 1, f"{prefix}{name}/"))
         elif roll < 0.45:
-            parent[name] = Link(rng.choice([
-                "../" * depth + "a0",
-                "/etc/passwd",
-                "/" + rng.choice(["a1", "b2", "c3"]),
-                "dangling-" + str(index),
-                "../../../../outside",
-                ".",
-                name,  # a loop onto itself
-            ]))
+            parent[name] = Link(
+                rng.choice(
+                    [
+                        "../" * depth + "a0",
+                        "/etc/passwd",
+                        "/" + rng.choice(["a1", "b2", "c3"]),
+                        "dangling-" + str(index),
+                        "../../../../outside",
+                        ".",
+                        name,  # a loop onto itself
+                    ]
+                )
+            )
         else:
             data = rng.choice(contents) if rng.random() < 0.3 else os.urandom(rng.randrange(1, 5000))
             parent[name] = Exe(data) if rng.random() < 0.2 else data

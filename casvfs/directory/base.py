@@ -79,6 +79,8 @@ class _Frame:
     dest: Directory | None
     parent: _Frame | None
     name: str
+    grafted: bool = False
+    """Inserted by reference: only its paths remain to be reported."""
 
 
 class Directory(abc.ABC):
@@ -477,8 +479,9 @@ class Directory(abc.ABC):
         Rules: directories merge recursively; a file or symlink replaces a file,
         a symlink or an empty directory (reported in ``overwritten``) but not a
         non-empty directory (reported in ``ignored``); a directory over a file or
-        symlink raises ``type-mismatch``; symlinks in this tree are never followed.
-        A subtree landing on a free name is inserted by reference where the
+        symlink raises ``type-mismatch``, found before anything is written so a
+        failed import leaves this tree unchanged; symlinks in this tree are never
+        followed. A subtree landing on a free name is inserted by reference where the
         implementation can (CAS into CAS, same store).
 
         :param filter_callback: called with each source path (directories
@@ -520,6 +523,7 @@ class Directory(abc.ABC):
         options: ImportOptions,
         collect_result: bool,
     ) -> FileListResult:
+        _check_conflicts(self, source, filter_callback)
         result = FileListResult()
         root = _Frame(source, "", self, None, "")
         frames = [root]
@@ -527,20 +531,23 @@ class Directory(abc.ABC):
         by_reference = filter_callback is None and options.update_mtime is None
         while frames:
             frame = frames.pop()
+            if frame.grafted:
+                if collect_result:
+                    _collect_written(frame.source, frame.prefix, result)
+                continue
             finished.append(frame)
             children = []
             for node in frame.source.entries():
                 path = frame.prefix + node.name
                 if node.type is FileType.DIRECTORY:
                     child = frame.source.child(node.name)
+                    child_frame = _Frame(child, path + "/", None, frame, node.name)
                     if by_reference:
                         dest = _ensure(frame)
-                        if dest._lookup(node.name) is None and dest._graft(node.name, child):
-                            if collect_result:
-                                _collect_written(child, path + "/", result)
-                            continue
-                    child_frame = _Frame(child, path + "/", None, frame, node.name)
-                    if filter_callback is None or filter_callback(path):
+                        child_frame.grafted = dest._lookup(node.name) is None and dest._graft(
+                            node.name, child
+                        )
+                    if not child_frame.grafted and (filter_callback is None or filter_callback(path)):
                         _ensure(child_frame)
                     children.append(child_frame)
                 elif node.type is FileType.SPECIAL_FILE:
@@ -553,6 +560,44 @@ class Directory(abc.ABC):
             if frame.dest is not None and own is not None and frame is not root:
                 frame.dest._set_own(own)
         return result
+
+
+def _check_conflicts(dest: Directory, source: SourceTree, filter_callback: FilterCallback | None) -> None:
+    """Raise ``type-mismatch`` before anything is written if a source directory would
+    land on a file or symlink. Only the part of the trees both sides have is walked."""
+    pending: list[tuple[Directory, SourceTree, str]] = [(dest, source, "")]
+    while pending:
+        directory, tree, prefix = pending.pop()
+        for node in tree.entries():
+            if node.type is not FileType.DIRECTORY:
+                continue
+            existing = directory._lookup(node.name)
+            if existing is None:
+                continue
+            path = prefix + node.name
+            if existing.type is FileType.DIRECTORY:
+                pending.append((directory._child(node.name), tree.child(node.name), path + "/"))
+            elif filter_callback is None or _accepts_any(tree.child(node.name), path, filter_callback):
+                kind = "symlink" if existing.type is FileType.SYMLINK else "file"
+                raise DirectoryError(
+                    f"cannot import directory {path!r} over a {kind}", reason=REASON_TYPE_MISMATCH
+                )
+
+
+def _accepts_any(tree: SourceTree, path: str, filter_callback: FilterCallback) -> bool:
+    """Whether the filter accepts *path* (a directory) or anything under it."""
+    pending = [(tree, path)]
+    while pending:
+        current, current_path = pending.pop()
+        if filter_callback(current_path):
+            return True
+        for node in current.entries():
+            child_path = f"{current_path}/{node.name}"
+            if node.type is FileType.DIRECTORY:
+                pending.append((current.child(node.name), child_path))
+            elif node.type is not FileType.SPECIAL_FILE and filter_callback(child_path):
+                return True
+    return False
 
 
 def _ensure(frame: _Frame) -> Directory:
