@@ -15,7 +15,7 @@ from casvfs.errors import REASON_MERGE_CONFLICT, REASON_NOT_A_DIRECTORY, REASON_
 
 @dataclass
 class TreeDiff:
-    """Paths that differ between two trees, each list in tree order.
+    """Paths that differ between two trees, each list sorted (a parent before its children).
 
     A directory added or removed is listed with everything under it. A path
     whose type changed, or whose content, executable bit, symlink target or
@@ -73,6 +73,9 @@ def diff(a: Directory, b: Directory) -> TreeDiff:
             if new_dir:
                 result.added.extend(_subtree_paths(right._child(name), path))
         pending.extend(reversed(subdirs))
+    result.added.sort()
+    result.removed.sort()
+    result.modified.sort()
     return result
 
 
