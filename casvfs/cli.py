@@ -94,7 +94,11 @@ def _cmd_cat(args: argparse.Namespace, store: LocalStore) -> None:
 
 
 def _cmd_export(args: argparse.Namespace, store: LocalStore) -> None:
-    _tree(args, store).export_files(args.directory, can_link=args.link)
+    progress = Progress("exporting")
+    try:
+        _tree(args, store).export_files(args.directory, can_link=args.link, progress=progress)
+    finally:
+        progress.done()
 
 
 def _cmd_tar(args: argparse.Namespace, store: LocalStore) -> None:

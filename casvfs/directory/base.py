@@ -34,6 +34,8 @@ from casvfs.store.base import ContentStore
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
 
 FilterCallback = Callable[[str], bool]
+Progress = Callable[[int, int], None]
+"""Called as ``progress(files_done, bytes_done)`` while files are written or read."""
 
 # Linux's limit on symlinks followed while resolving one path.
 MAX_SYMLINK_HOPS = 40
@@ -61,6 +63,7 @@ class ImportOptions:
 
     update_mtime: float | None = None
     link: bool = False
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,14 @@ class Directory(abc.ABC):
         """The SHA-256 hex digest of the regular file at *path* (symlinks followed)."""
 
     @abc.abstractmethod
-    def export_files(self, to_directory: str, *, can_link: bool = False, can_destroy: bool = False) -> None:
+    def export_files(
+        self,
+        to_directory: str,
+        *,
+        can_link: bool = False,
+        can_destroy: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
         """Write this tree into the host directory *to_directory*, created if missing.
 
         Merge rules are those of :meth:`import_files`; nothing is ever written
@@ -166,15 +176,10 @@ class Directory(abc.ABC):
             the store has read-only object files of the right mode and mtime.
         :param can_destroy: accepted for BuildStream compatibility; the source is
             never modified.
+        :param progress: called as files are written (see :data:`Progress`).
         """
 
     # -- path resolution ------------------------------------------------------------
-
-    def _root(self) -> Directory:
-        top = self
-        while top._parent is not None:
-            top = top._parent
-        return top
 
     def _ancestry(self) -> list[Directory]:
         chain: list[Directory] = []
@@ -525,6 +530,7 @@ class Directory(abc.ABC):
     ) -> FileListResult:
         _check_conflicts(self, source, filter_callback)
         result = FileListResult()
+        tally = [0, 0]  # files and bytes written, for progress
         root = _Frame(source, "", self, None, "")
         frames = [root]
         finished: list[_Frame] = []
@@ -553,7 +559,7 @@ class Directory(abc.ABC):
                 elif node.type is FileType.SPECIAL_FILE:
                     result.ignored.append(path)
                 elif filter_callback is None or filter_callback(path):
-                    _write_entry(_ensure(frame), node, path, frame.source.store, options, result)
+                    _write_entry(_ensure(frame), node, path, frame.source.store, options, result, tally)
             frames.extend(reversed(children))
         for frame in reversed(finished):
             own = frame.source.own()
@@ -632,6 +638,7 @@ def _write_entry(
     store: ContentStore | None,
     options: ImportOptions,
     result: FileListResult,
+    tally: list[int],
 ) -> None:
     existing = dest._lookup(node.name)
     if existing is not None:
@@ -642,6 +649,10 @@ def _write_entry(
         result.overwritten.append(path)
     dest._put(node.name, node, store, options)
     result.files_written.append(path)
+    if options.progress is not None:
+        tally[0] += 1
+        tally[1] += node.size
+        options.progress(tally[0], tally[1])
 
 
 def _collect_written(source: SourceTree, prefix: str, result: FileListResult) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from casvfs.digest import Digest
+from casvfs.directory.base import Progress
 from casvfs.directory.node import Node, directory_to_proto
 from casvfs.directory.types import FileType
 from casvfs.errors import REASON_IO_ERROR, REASON_NOT_A_DIRECTORY, REASON_NOT_FOUND, DirectoryError
@@ -23,8 +24,6 @@ from casvfs.store.base import ContentStore
 from casvfs.store.statcache import StatCache
 
 SUPPORTED_PROPERTIES = frozenset({"mtime", "unix_mode"})
-Progress = Callable[[int, int], None]
-"""Called as ``progress(files_done, bytes_done)`` while an import runs."""
 
 
 def default_workers() -> int:

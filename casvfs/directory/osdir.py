@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import IO, BinaryIO
 
 from casvfs.digest import digest_file
-from casvfs.directory.base import Directory, ImportOptions
+from casvfs.directory.base import Directory, ImportOptions, Progress
 from casvfs.directory.node import Node, node_from_stat
 from casvfs.directory.source import HostSource, SourceTree
 from casvfs.directory.types import FileType
@@ -201,14 +201,27 @@ class OsDirectory(Directory):
         with host_errors(host):
             return digest_file(host).hash
 
-    def export_files(self, to_directory: str, *, can_link: bool = False, can_destroy: bool = False) -> None:
+    def export_files(
+        self,
+        to_directory: str,
+        *,
+        can_link: bool = False,
+        can_destroy: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
         del can_destroy  # the source tree is never consumed
-        OsDirectory(to_directory, create=True)._import_tree(
-            self._as_source(),
-            filter_callback=None,
-            options=ImportOptions(link=can_link),
-            collect_result=False,
-        )
+        export_tree(self._as_source(), to_directory, link=can_link, progress=progress)
+
+
+def export_tree(source: SourceTree, to_directory: str, *, link: bool, progress: Progress | None) -> None:
+    """Write *source* into the host directory *to_directory* (made if missing) with
+    the merge rules of :meth:`Directory.import_files`."""
+    OsDirectory(to_directory, create=True)._import_tree(
+        source,
+        filter_callback=None,
+        options=ImportOptions(link=link, progress=progress),
+        collect_result=False,
+    )
 
 
 def _copy_to_fd(source: BinaryIO, fd: int) -> None:
