@@ -1,7 +1,7 @@
 """Fast import of a host tree into a content store.
 
 The tree is walked with ``os.scandir`` while file contents are hashed and
-stored by a thread pool (hashlib and file I/O release the GIL); files whose
+stored by a thread pool, in batches (hashlib and file I/O release the GIL); files whose
 stat matches the store's :class:`~casvfs.store.StatCache` are not read at all.
 ``Directory`` messages are then built bottom up.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import stat as stat_module
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,27 +20,36 @@ from casvfs.directory.node import Node, directory_to_proto
 from casvfs.directory.types import FileType
 from casvfs.errors import REASON_IO_ERROR, REASON_NOT_A_DIRECTORY, REASON_NOT_FOUND, DirectoryError
 from casvfs.store.base import ContentStore
-from casvfs.store.statcache import StatCache
 
 SUPPORTED_PROPERTIES = frozenset({"mtime", "unix_mode"})
 
 
 def default_workers() -> int:
-    """Hashing threads: a few per core, since reads also wait on the disk."""
-    return min(16, 2 * (os.cpu_count() or 1))
+    """Hashing threads: one per core, at most 8. Large files hash in parallel
+    (hashlib releases the GIL); for small files the kernel's metadata work
+    dominates and more threads only add contention."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+# Files are handed to the pool in batches: a future per file costs more than
+# hashing a typical small source file.
+_BATCH_FILES = 256
+_BATCH_BYTES = 16 << 20
 
 
 @dataclass
 class _HostDir:
     path: str
     st: os.stat_result
-    parent: int
     name: str
     prefix: str
-    files: list[tuple[str, os.stat_result, Digest | Future[Digest]]] = field(default_factory=list)
+    files: list[tuple[str, os.stat_result, Digest | None]] = field(default_factory=list)
     symlinks: list[Node] = field(default_factory=list)
     subdirs: list[int] = field(default_factory=list)
     digest: Digest | None = None
+
+
+_Batch = list[tuple[_HostDir, int, str]]
 
 
 def import_host_tree(
@@ -58,11 +66,13 @@ def import_host_tree(
     Symlinks are stored verbatim, never followed; special files (devices, FIFOs,
     sockets) cannot be held by a CAS and are skipped.
 
-    :param skipped: if given, filled with the special files left out, by directory
-        path (``""`` for the root, else ``"a/b/"``).
-    :param properties: node properties to record: ``"mtime"`` (files, and
+    :param properties: node properties to record: ``"mtime"`` (files and
         directories) and ``"unix_mode"`` (files); none by default, which gives
         the digest other REAPI tools compute for the same tree.
+    :param workers: hashing threads (default :func:`default_workers`).
+    :param progress: called as files are stored.
+    :param skipped: if given, filled with the special files left out, by directory
+        path (``""`` for the root, else ``"a/b/"``).
     """
     wanted = frozenset(properties or ())
     if not wanted <= SUPPORTED_PROPERTIES:
@@ -75,36 +85,17 @@ def import_host_tree(
         raise DirectoryError(f"cannot read {root}: {error.strerror}", reason=REASON_IO_ERROR) from None
     if not stat_module.S_ISDIR(top.st_mode):
         raise DirectoryError(f"{root} is not a directory", reason=REASON_NOT_A_DIRECTORY)
+    ingest = _Ingest(store, workers or default_workers(), progress, skipped)
+    dirs = ingest.scan(_HostDir(os.path.abspath(root), top, "", ""))
+    started = ingest.started
     cache = store.stat_cache()
-    started = time.time()
-    done = [0, 0]
-
-    def store_file(path: str) -> Digest:
-        digest = store.put_file(path)
-        if progress is not None:
-            done[0] += 1
-            done[1] += digest.size_bytes
-            progress(done[0], done[1])
-        return digest
-
-    dirs = [_HostDir(os.path.abspath(root), top, -1, "", "")]
-    pool = ThreadPoolExecutor(max_workers=workers or default_workers(), thread_name_prefix="casvfs-import")
-    try:
-        index = 0
-        while index < len(dirs):
-            _scan(dirs, index, store, cache, pool, store_file, skipped)
-            index += 1
-    except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
     keep_mtime = "mtime" in wanted
     keep_mode = "unix_mode" in wanted
     for host_dir in reversed(dirs):
         nodes: list[Node] = list(host_dir.symlinks)
-        for name, st, pending in host_dir.files:
-            digest = pending if isinstance(pending, Digest) else _result(pending, host_dir, name)
-            if cache is not None and not isinstance(pending, Digest):
+        for name, st, digest in host_dir.files:
+            assert digest is not None
+            if cache is not None:
                 cache.record(st, digest, hashed_at=started)
             nodes.append(
                 Node(
@@ -127,50 +118,108 @@ def import_host_tree(
     return dirs[0].digest
 
 
-def _result(pending: Future[Digest], host_dir: _HostDir, name: str) -> Digest:
-    try:
-        return pending.result()
-    except OSError as error:
-        raise DirectoryError(
-            f"cannot import {os.path.join(host_dir.path, name)}: {error}", reason=REASON_IO_ERROR
-        ) from None
+class _Ingest:
+    """The walk: lists directories, looks files up in the stat cache, and hands the
+    rest to a thread pool in batches."""
 
+    def __init__(
+        self,
+        store: ContentStore,
+        workers: int,
+        progress: Progress | None,
+        skipped: dict[str, list[str]] | None,
+    ) -> None:
+        self.store = store
+        self.cache = store.stat_cache()
+        self.workers = workers
+        self.progress = progress
+        self.skipped = skipped
+        self.started = time.time()
+        self.done = [0, 0]
+        self.batch: _Batch = []
+        self.batch_bytes = 0
+        self.batches: list[tuple[_Batch, Future[list[Digest]]]] = []
 
-def _scan(
-    dirs: list[_HostDir],
-    index: int,
-    store: ContentStore,
-    cache: StatCache | None,
-    pool: ThreadPoolExecutor,
-    store_file: Callable[[str], Digest],
-    skipped: dict[str, list[str]] | None,
-) -> None:
-    host_dir = dirs[index]
-    try:
-        with os.scandir(host_dir.path) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
-    except OSError as error:
-        raise DirectoryError(
-            f"cannot list {host_dir.path}: {error.strerror}", reason=REASON_IO_ERROR
-        ) from None
-    for entry in entries:
+    def scan(self, top: _HostDir) -> list[_HostDir]:
+        """Walk from *top* (breadth first); return every directory, files digested."""
+        dirs = [top]
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="casvfs-import")
+        self.pool = pool
         try:
-            st = entry.stat(follow_symlinks=False)
-            mode = st.st_mode
-            if stat_module.S_ISREG(mode):
-                cached = cache.lookup(st) if cache is not None else None
-                if cached is not None and store.has(cached):
-                    host_dir.files.append((entry.name, st, cached))
-                else:
-                    host_dir.files.append((entry.name, st, pool.submit(store_file, entry.path)))
-            elif stat_module.S_ISDIR(mode):
-                host_dir.subdirs.append(len(dirs))
-                dirs.append(_HostDir(entry.path, st, index, entry.name, f"{host_dir.prefix}{entry.name}/"))
-            elif stat_module.S_ISLNK(mode):
-                host_dir.symlinks.append(Node(entry.name, FileType.SYMLINK, target=os.readlink(entry.path)))
-            elif skipped is not None:
-                skipped.setdefault(host_dir.prefix, []).append(entry.name)
+            index = 0
+            while index < len(dirs):
+                self._scan_one(dirs, index)
+                index += 1
+            self._submit()
+            for batch, future in self.batches:
+                for (host_dir, position, _path), digest in zip(batch, _result(future, batch), strict=True):
+                    name, st, _ = host_dir.files[position]
+                    host_dir.files[position] = (name, st, digest)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return dirs
+
+    def _store_batch(self, batch: _Batch) -> list[Digest]:
+        digests = []
+        for _host_dir, _position, path in batch:
+            digest = self.store.put_file(path)
+            digests.append(digest)
+            if self.progress is not None:
+                self.done[0] += 1
+                self.done[1] += digest.size_bytes
+                self.progress(self.done[0], self.done[1])
+        return digests
+
+    def _submit(self) -> None:
+        if self.batch:
+            self.batches.append((self.batch, self.pool.submit(self._store_batch, self.batch)))
+            self.batch = []
+            self.batch_bytes = 0
+
+    def _scan_one(self, dirs: list[_HostDir], index: int) -> None:
+        host_dir = dirs[index]
+        try:
+            with os.scandir(host_dir.path) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
         except OSError as error:
             raise DirectoryError(
-                f"cannot import {entry.path}: {error.strerror}", reason=REASON_IO_ERROR
+                f"cannot list {host_dir.path}: {error.strerror}", reason=REASON_IO_ERROR
             ) from None
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+                mode = st.st_mode
+                if stat_module.S_ISREG(mode):
+                    cached = self.cache.lookup(st) if self.cache is not None else None
+                    if cached is not None and self.store.has(cached):
+                        host_dir.files.append((entry.name, st, cached))
+                        continue
+                    self.batch.append((host_dir, len(host_dir.files), entry.path))
+                    host_dir.files.append((entry.name, st, None))
+                    self.batch_bytes += st.st_size
+                    if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+                        self._submit()
+                elif stat_module.S_ISDIR(mode):
+                    host_dir.subdirs.append(len(dirs))
+                    dirs.append(_HostDir(entry.path, st, entry.name, f"{host_dir.prefix}{entry.name}/"))
+                elif stat_module.S_ISLNK(mode):
+                    host_dir.symlinks.append(
+                        Node(entry.name, FileType.SYMLINK, target=os.readlink(entry.path))
+                    )
+                elif self.skipped is not None:
+                    self.skipped.setdefault(host_dir.prefix, []).append(entry.name)
+            except OSError as error:
+                raise DirectoryError(
+                    f"cannot import {entry.path}: {error.strerror}", reason=REASON_IO_ERROR
+                ) from None
+
+
+def _result(future: Future[list[Digest]], batch: _Batch) -> list[Digest]:
+    try:
+        return future.result()
+    except OSError as error:
+        raise DirectoryError(
+            f"cannot import a file under {batch[0][0].path}: {error}", reason=REASON_IO_ERROR
+        ) from None
