@@ -267,9 +267,9 @@ class LocalStore(ContentStore):
                     report.removed.append(relative)
         if repair:
             cutoff = time.time() - _STALE_TMP_SECONDS
-            for slot in sorted(os.listdir(self._tmp)):
-                for name in sorted(os.listdir(os.path.join(self._tmp, slot))):
-                    path = os.path.join(self._tmp, slot, name)
+            for dirpath, _dirnames, filenames in os.walk(self._tmp):
+                for name in sorted(filenames):
+                    path = os.path.join(dirpath, name)
                     if os.lstat(path).st_mtime < cutoff:
                         os.unlink(path)
                         report.removed.append(os.path.relpath(path, self.root))
