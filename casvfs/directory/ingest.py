@@ -46,6 +46,8 @@ class _HostDir:
     files: list[tuple[str, os.stat_result, Digest | None]] = field(default_factory=list)
     symlinks: list[Node] = field(default_factory=list)
     subdirs: list[int] = field(default_factory=list)
+    hashed: set[str] = field(default_factory=set)
+    """Names of the files read this time (the others came from the stat cache)."""
     digest: Digest | None = None
 
 
@@ -95,7 +97,7 @@ def import_host_tree(
         nodes: list[Node] = list(host_dir.symlinks)
         for name, st, digest in host_dir.files:
             assert digest is not None
-            if cache is not None:
+            if cache is not None and name in host_dir.hashed:
                 cache.record(st, digest, hashed_at=started)
             nodes.append(
                 Node(
@@ -197,6 +199,7 @@ class _Ingest:
                         host_dir.files.append((entry.name, st, cached))
                         continue
                     self.batch.append((host_dir, len(host_dir.files), entry.path))
+                    host_dir.hashed.add(entry.name)
                     host_dir.files.append((entry.name, st, None))
                     self.batch_bytes += st.st_size
                     if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:

@@ -1,0 +1,1 @@
+"""casvfs benchmarks: medians and ratios against floors and peers measured in the same run."""
