@@ -563,7 +563,7 @@ class Directory(abc.ABC):
             frames.extend(reversed(children))
         for frame in reversed(finished):
             own = frame.source.own()
-            if frame.dest is not None and own is not None and frame is not root:
+            if frame.dest is not None and own is not None:
                 frame.dest._set_own(own)
         return result
 

@@ -68,9 +68,10 @@ def import_host_tree(
     Symlinks are stored verbatim, never followed; special files (devices, FIFOs,
     sockets) cannot be held by a CAS and are skipped.
 
-    :param properties: node properties to record: ``"mtime"`` (files and
-        directories) and ``"unix_mode"`` (files); none by default, which gives
-        the digest other REAPI tools compute for the same tree.
+    :param properties: node properties to record, on files and directories
+        (symlinks carry none): ``"mtime"`` (to the microsecond) and
+        ``"unix_mode"``. None by default. Either way the digests equal those
+        buildbox-casd's ``CaptureTree`` computes for the same tree and properties.
     :param workers: hashing threads (default :func:`default_workers`).
     :param progress: called as files are stored.
     :param skipped: if given, filled with the special files left out, by directory
@@ -106,18 +107,29 @@ def import_host_tree(
                     executable=bool(st.st_mode & stat_module.S_IXUSR),
                     size=digest.size_bytes,
                     digest=digest,
-                    mtime_ns=st.st_mtime_ns if keep_mtime else None,
+                    mtime_ns=_capture_mtime(st) if keep_mtime else None,
                     unix_mode=stat_module.S_IMODE(st.st_mode) if keep_mode else None,
                 )
             )
         for child in host_dir.subdirs:
             nodes.append(Node(dirs[child].name, FileType.DIRECTORY, digest=dirs[child].digest))
-        own = Node("", FileType.DIRECTORY, mtime_ns=host_dir.st.st_mtime_ns) if keep_mtime else None
+        own = Node(
+            "",
+            FileType.DIRECTORY,
+            mtime_ns=_capture_mtime(host_dir.st) if keep_mtime else None,
+            unix_mode=stat_module.S_IMODE(host_dir.st.st_mode) if keep_mode else None,
+        )
         host_dir.digest = store.put_directory(directory_to_proto(nodes, own))
     if cache is not None:
         cache.flush()
     assert dirs[0].digest is not None
     return dirs[0].digest
+
+
+def _capture_mtime(st: os.stat_result) -> int:
+    """The mtime recorded for a host entry: truncated to microseconds, as
+    buildbox-casd records it, so captured digests agree."""
+    return st.st_mtime_ns - st.st_mtime_ns % 1000
 
 
 class _Ingest:

