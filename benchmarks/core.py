@@ -1,5 +1,6 @@
-"""Import, re-import and export of one host tree, next to cp -a, cp -al and a plain
-Python read+SHA-256 of the same files, all measured in the same run.
+"""Import, re-import and export of one host tree, next to cp -a, cp -al, a plain
+Python read+SHA-256 of the same files and buildbox-casd capturing the same tree
+(when the peers are installed), all measured in the same run.
 
     python -m benchmarks.core TREE [--repeat N] [--workdir DIR]
 
@@ -55,6 +56,35 @@ def measure(label: str, repeat: int, setup: Callable[[], None], action: Callable
     return times
 
 
+def _measure_casd(tree: str, work: str, repeat: int, results: dict[str, list[float]]) -> str | None:
+    """Time buildbox-casd's CaptureTree of *tree* (cold: a new cache each time, and
+    again on a warm cache); return its root digest, or None if casd is missing."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from pathlib import Path
+
+    from tests.peer_casd import capture_tree, casd_binary, running_casd
+
+    if casd_binary() is None:
+        return None
+    found: list[str] = []
+    cold: list[float] = []
+    for attempt in range(repeat):
+        casd_dir = Path(work, f"casd-{attempt}")
+        casd_dir.mkdir()
+        with running_casd(casd_dir) as address:
+            started = time.perf_counter()
+            hash_, size = capture_tree(address, Path(tree))
+            cold.append(time.perf_counter() - started)
+            if attempt == repeat - 1:
+                results["buildbox-casd capture (cold)"] = cold
+                results["buildbox-casd capture (again)"] = measure(
+                    "casd again", repeat, lambda: None, lambda a=address: capture_tree(a, Path(tree))
+                )
+        shutil.rmtree(casd_dir, ignore_errors=True)
+        found.append(f"{hash_}/{size}")
+    return found[-1]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the cases and print the table."""
     parser = argparse.ArgumentParser(
@@ -94,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         results["casvfs re-import (unchanged)"] = measure(
             "re-import", args.repeat, nothing, lambda: import_host_tree(LocalStore(store_dir), tree)
         )
+        casd_digest = _measure_casd(tree, work, args.repeat, results)
         root = CasDirectory(LocalStore(store_dir), digest[-1])
         results["casvfs export (copies)"] = measure(
             "export", args.repeat, clean_out, lambda: CasDirectory(root.store, digest[-1]).export_files(out)
@@ -114,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     floor = statistics.median(results["python read+sha256 (floor)"])
     print(f"tree: {tree} ({len(paths)} files), root digest {digest[-1]}")
+    if casd_digest is None:
+        print("buildbox-casd: missing (bash scripts/setup.sh installs it on x86_64)")
+    else:
+        verdict = "agrees" if casd_digest == str(digest[-1]) else "DIFFERS"
+        print(f"buildbox-casd root digest {casd_digest}: {verdict}")
     print(f"{'case':32} {'median s':>9} {'min-max s':>13} {'x floor':>8}")
     for label, times in results.items():
         median = statistics.median(times)
