@@ -217,7 +217,9 @@ class OsDirectory(Directory):
 
 def export_tree(source: SourceTree, to_directory: str, *, link: bool, progress: Progress | None) -> None:
     """Write *source* into the host directory *to_directory* (made if missing) with
-    the merge rules of :meth:`Directory.import_files`."""
+    the merge rules of :meth:`Directory.import_files`. An invalid source tree is
+    refused before anything is written."""
+    source.validate()
     OsDirectory(to_directory, create=True)._import_tree(
         source,
         filter_callback=None,

@@ -43,6 +43,11 @@ class SourceTree(abc.ABC):
     def own(self) -> Node | None:
         """The directory's own properties (mtime, mode), or None."""
 
+    @abc.abstractmethod
+    def validate(self) -> None:
+        """Load and check every directory below, so that a tree holding an invalid
+        ``Directory`` message is refused before anything is written."""
+
 
 class CasSource(SourceTree):
     """A CAS directory pinned to its digest.
@@ -92,6 +97,10 @@ class CasSource(SourceTree):
     def own(self) -> Node | None:
         self._load()
         return self._own
+
+    def validate(self) -> None:
+        for _digest, _message in self._store.get_tree(self._digest):
+            pass
 
 
 @dataclass
@@ -151,6 +160,9 @@ class HostSource(SourceTree):
 
     def entries(self) -> list[Node]:
         return self.nodes
+
+    def validate(self) -> None:
+        """A host tree was listed with ``lstat`` when scanned: nothing to check."""
 
     def child(self, name: str) -> SourceTree:
         return self.children[name]

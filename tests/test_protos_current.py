@@ -1,0 +1,108 @@
+"""The generated protobuf modules are current, wire-compatible with BuildStream's
+REAPI modules, and importable in a process that already loaded those."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from casvfs.protos import remote_execution_pb2 as pb
+from tests.peer_casd import REPO, SETUP_HINT, peers_python
+
+GENERATED = ["casvfs/protos/remote_execution_pb2.py", "casvfs/protos/remote_execution_pb2.pyi"]
+
+
+def test_generated_modules_are_current(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "gen-protos.sh"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for relative in GENERATED:
+        fresh = (tmp_path / relative).read_bytes()
+        assert fresh == (REPO / relative).read_bytes(), f"{relative} is stale: run bash scripts/gen-protos.sh"
+
+
+def _peers() -> Path:
+    if platform.machine() != "x86_64":
+        pytest.skip("BuildStream's wheel (the peer) is x86_64 only")
+    python = peers_python()
+    if python is None:
+        pytest.fail(f"the peers' venv is missing: {SETUP_HINT}")
+    return python
+
+
+BUILDSTREAM_SIDE = r"""
+import json, sys
+from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as bst
+d = bst.Directory()
+f = d.files.add(name="a", is_executable=True)
+f.digest.hash = "ab" * 32
+f.digest.size_bytes = 7
+f.node_properties.mtime.seconds = 1600000000
+f.node_properties.mtime.nanos = 5000
+f.node_properties.unix_mode.value = 0o755
+f.node_properties.properties.add(name="owner", value="0")
+d.directories.add(name="b").digest.hash = "cd" * 32
+d.symlinks.add(name="c", target="../x").node_properties.mtime.seconds = 3
+d.node_properties.unix_mode.value = 0o700
+ours = bst.Directory()
+ours.ParseFromString(bytes.fromhex(sys.argv[1]))
+print(json.dumps({"bst": d.SerializeToString(deterministic=True).hex(),
+                  "roundtrip": ours.SerializeToString(deterministic=True).hex()}))
+"""
+
+
+def test_wire_format_matches_buildstreams_modules() -> None:
+    python = _peers()
+    ours = pb.Directory()
+    ours.files.add(name="x", is_executable=True).digest.hash = "ef" * 32
+    ours.symlinks.add(name="y", target="x").node_properties.unix_mode.value = 0o777
+    ours_bytes = ours.SerializeToString(deterministic=True)
+    done = subprocess.run(
+        [str(python), "-c", BUILDSTREAM_SIDE, ours_bytes.hex()], capture_output=True, text=True, check=True
+    )
+    answer = json.loads(done.stdout)
+    assert bytes.fromhex(answer["roundtrip"]) == ours_bytes
+    theirs = pb.Directory()
+    theirs.ParseFromString(bytes.fromhex(answer["bst"]))
+    assert theirs.files[0].node_properties.unix_mode.value == 0o755
+    assert theirs.files[0].node_properties.properties[0].name == "owner"
+    assert theirs.SerializeToString(deterministic=True).hex() == answer["bst"]
+
+
+COEXIST = r"""
+import warnings
+warnings.simplefilter("error")
+from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2  # noqa: F401
+from buildstream._protos.build.buildgrid import local_cas_pb2  # noqa: F401
+import casvfs
+from casvfs import CasDirectory, MemoryStore
+tree = CasDirectory(MemoryStore())
+with tree.open_directory("a/b", create=True).open_file("f", mode="wb") as stream:
+    stream.write(b"hello")
+print(tree.get_digest())
+"""
+
+
+def test_casvfs_imports_beside_buildstreams_reapi_modules() -> None:
+    python = _peers()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([str(python), "-c", COEXIST], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    from casvfs import CasDirectory, MemoryStore
+
+    tree = CasDirectory(MemoryStore())
+    with tree.open_directory("a/b", create=True).open_file("f", mode="wb") as stream:
+        stream.write(b"hello")
+    assert done.stdout.strip() == str(tree.get_digest())
+    assert sys.modules["casvfs.protos.remote_execution_pb2"].DESCRIPTOR.package == "casvfs.reapi.v2"
