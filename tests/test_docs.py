@@ -1,0 +1,51 @@
+"""The documentation builds without warnings and its quick start runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from casvfs import Digest
+from tests.peer_casd import REPO
+
+
+def test_quickstart_example_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "CASVFS_STORE": str(tmp_path / "store"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    Digest.parse(lines[0].removeprefix("tool: "))
+    Digest.parse(lines[1].removeprefix("sysroot: "))
+    assert lines[2] == "['opt', 'opt/tool', 'opt/tool/bin', 'opt/tool/bin/hello']"
+    assert lines[3] == "#!/bin/sh"
+
+
+def test_docs_build_without_warnings(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(REPO / "docs"),
+            str(tmp_path / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "get_digest" in (tmp_path / "html" / "api.html").read_text()
