@@ -158,7 +158,6 @@ class Directory(abc.ABC):
     def file_digest(self, path: str) -> str:
         """The SHA-256 hex digest of the regular file at *path* (symlinks followed)."""
 
-    @abc.abstractmethod
     def export_files(
         self,
         to_directory: str,
@@ -178,6 +177,10 @@ class Directory(abc.ABC):
             never modified.
         :param progress: called as files are written (see :data:`Progress`).
         """
+        del can_destroy  # the source is never consumed
+        from casvfs.directory.osdir import export_tree  # osdir builds on this module
+
+        export_tree(self._as_source(), to_directory, link=can_link, progress=progress)
 
     # -- path resolution ------------------------------------------------------------
 

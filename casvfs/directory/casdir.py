@@ -11,10 +11,9 @@ from dataclasses import replace
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from casvfs.digest import Digest
-from casvfs.directory.base import Directory, ImportOptions, Progress
+from casvfs.directory.base import Directory, ImportOptions
 from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.node import Node, directory_to_proto, nodes_from_proto, properties_from_proto
-from casvfs.directory.osdir import export_tree
 from casvfs.directory.source import CasSource, SourceTree
 from casvfs.directory.types import FileType
 
@@ -223,17 +222,6 @@ class CasDirectory(Directory):
         from casvfs.directory.changes import apply_changes  # it imports this module
 
         return apply_changes(self, before, after)
-
-    def export_files(
-        self,
-        to_directory: str,
-        *,
-        can_link: bool = False,
-        can_destroy: bool = False,
-        progress: Progress | None = None,
-    ) -> None:
-        del can_destroy  # a CAS tree is never consumed by an export
-        export_tree(self._as_source(), to_directory, link=can_link, progress=progress)
 
 
 class _CommitOnClose(io.FileIO):

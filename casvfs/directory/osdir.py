@@ -203,17 +203,6 @@ class OsDirectory(Directory):
         with host_errors(host):
             return digest_file(host).hash
 
-    def export_files(
-        self,
-        to_directory: str,
-        *,
-        can_link: bool = False,
-        can_destroy: bool = False,
-        progress: Progress | None = None,
-    ) -> None:
-        del can_destroy  # the source tree is never consumed
-        export_tree(self._as_source(), to_directory, link=can_link, progress=progress)
-
 
 def export_tree(source: SourceTree, to_directory: str, *, link: bool, progress: Progress | None) -> None:
     """Write *source* into the host directory *to_directory* (made if missing) with
