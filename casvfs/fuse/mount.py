@@ -1,0 +1,218 @@
+"""Mounting a tree digest: a handle for Python code, and the foreground loop of
+``casvfs mount``."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+
+import pyfuse3
+import trio
+
+from casvfs.digest import Digest
+from casvfs.errors import CasvfsError
+from casvfs.fuse.operations import SNAPSHOT_XATTR, CasOperations
+from casvfs.store.base import ContentStore
+
+REASON_MOUNT_FAILED = "mount-failed"
+_active = threading.Lock()  # pyfuse3 holds one session per process
+
+
+class MountError(CasvfsError):
+    """Mounting or unmounting failed (reason ``mount-failed``)."""
+
+
+def clean_stale_mount(mountpoint: str) -> bool:
+    """Lazily unmount a dead FUSE mount (ENOTCONN) at *mountpoint*; True if one was found."""
+    try:
+        os.stat(mountpoint)
+        return False
+    except OSError as error:
+        if error.errno != errno.ENOTCONN:
+            return False
+    for command in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
+        if (
+            shutil.which(command[0])
+            and subprocess.run(command, capture_output=True, check=False).returncode == 0
+        ):
+            return True
+    raise MountError(f"stale mount at {mountpoint} could not be removed", reason=REASON_MOUNT_FAILED)
+
+
+def _options(writable: bool) -> set[str]:
+    options = set(pyfuse3.default_options)
+    options |= {"fsname=casvfs", "subtype=casvfs"}
+    if not writable:
+        options.add("ro")
+    return options
+
+
+class Mount:
+    """A tree digest mounted at a host directory, served by a thread of this process.
+
+    Use :func:`mount` to make one. Only one mount can be served per process
+    (a limit of pyfuse3); run more with ``casvfs mount --background``.
+    """
+
+    def __init__(
+        self,
+        store: ContentStore,
+        digest: Digest,
+        mountpoint: str,
+        *,
+        writable: bool = False,
+        scratch: str | None = None,
+    ) -> None:
+        self.mountpoint = os.path.abspath(mountpoint)
+        self.writable = writable
+        self._own_scratch = scratch is None
+        self.scratch = scratch or tempfile.mkdtemp(prefix="casvfs-scratch-")
+        self.operations = CasOperations(store, digest, writable=writable, scratch=self.scratch)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.final_digest: Digest | None = None
+
+    def start(self) -> None:
+        """Mount and return once the mount is live."""
+        if not _active.acquire(blocking=False):
+            raise MountError("this process already serves a mount", reason=REASON_MOUNT_FAILED)
+        try:
+            clean_stale_mount(self.mountpoint)
+            pyfuse3.init(self.operations, self.mountpoint, _options(self.writable))
+        except BaseException as error:
+            _active.release()
+            if isinstance(error, CasvfsError):
+                raise
+            raise MountError(
+                f"cannot mount at {self.mountpoint}: {error}", reason=REASON_MOUNT_FAILED
+            ) from None
+        self._thread = threading.Thread(target=self._serve, name="casvfs-fuse", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise MountError(f"mount at {self.mountpoint} failed: {self._error}", reason=REASON_MOUNT_FAILED)
+
+    def _serve(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            self._ready.set()
+            await pyfuse3.main()
+
+        try:
+            trio.run(main)
+        except BaseException as error:
+            self._error = error
+        finally:
+            self._ready.set()
+            pyfuse3.close(unmount=True)
+            _active.release()
+
+    def snapshot(self) -> Digest:
+        """The digest of the tree as the mount shows it now (written files hashed)."""
+        if self._token is None or self._thread is None or not self._thread.is_alive():
+            raise MountError("the mount is not live", reason=REASON_MOUNT_FAILED)
+        return trio.from_thread.run(self.operations.capture, trio_token=self._token)
+
+    def unmount(self) -> Digest:
+        """Capture the tree, unmount, and return the captured digest."""
+        if self._thread is None:
+            raise MountError("not mounted", reason=REASON_MOUNT_FAILED)
+        if self._thread.is_alive():
+            self.final_digest = self.snapshot()
+            with contextlib.suppress(trio.RunFinishedError):
+                trio.from_thread.run_sync(pyfuse3.terminate, trio_token=self._token)
+            self._thread.join()
+        if self.final_digest is None:
+            self.final_digest = trio.run(self.operations.capture)
+        if self._own_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        return self.final_digest
+
+    def __enter__(self) -> Mount:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.unmount()
+
+
+@contextlib.contextmanager
+def mount(
+    store: ContentStore,
+    digest: Digest,
+    mountpoint: str,
+    *,
+    writable: bool = False,
+    scratch: str | None = None,
+) -> Iterator[Mount]:
+    """Mount *digest* at *mountpoint* for the duration of a ``with`` block.
+
+    Directories are loaded when looked up, blobs opened when read. With
+    *writable*, changes go to a scratch directory (a temporary one unless
+    given) and never into the store's objects; :meth:`Mount.snapshot` and the
+    unmount at the end of the block capture the tree as a new digest
+    (``handle.final_digest``).
+    """
+    handle = Mount(store, digest, mountpoint, writable=writable, scratch=scratch)
+    handle.start()
+    try:
+        yield handle
+    finally:
+        handle.unmount()
+
+
+def serve_foreground(
+    store: ContentStore, digest: Digest, mountpoint: str, *, writable: bool, scratch: str | None = None
+) -> Digest:
+    """Serve a mount in this thread until SIGINT/SIGTERM or an external unmount;
+    return the captured digest."""
+    operations = CasOperations(
+        store, digest, writable=writable, scratch=scratch or tempfile.mkdtemp(prefix="casvfs-scratch-")
+    )
+    clean_stale_mount(mountpoint)
+    try:
+        pyfuse3.init(operations, mountpoint, _options(writable))
+    except RuntimeError as error:
+        raise MountError(f"cannot mount at {mountpoint}: {error}", reason=REASON_MOUNT_FAILED) from None
+
+    async def main() -> Digest:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+            await pyfuse3.main()
+            nursery.cancel_scope.cancel()
+        return await operations.capture()
+
+    try:
+        return trio.run(main)
+    finally:
+        pyfuse3.close(unmount=True)
+        if scratch is None:
+            shutil.rmtree(operations.scratch, ignore_errors=True)
+
+
+async def _stop_on_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _signal in signals:
+            pyfuse3.terminate()
+            return
+
+
+def snapshot_of(mountpoint: str) -> Digest:
+    """Ask the casvfs mount at *mountpoint* (in any process) for its current digest."""
+    try:
+        return Digest.parse(os.getxattr(mountpoint, os.fsdecode(SNAPSHOT_XATTR)).decode())
+    except OSError as error:
+        raise MountError(
+            f"{mountpoint} is not a casvfs mount: {error.strerror}", reason=REASON_MOUNT_FAILED
+        ) from None

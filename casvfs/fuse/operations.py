@@ -1,0 +1,511 @@
+"""pyfuse3 handlers over an :class:`~casvfs.fuse.inodes.InodeTable`.
+
+Every handler runs on the single trio thread: store reads, blob copies and
+scratch-file I/O go to worker threads (``trio.to_thread``), and any exception
+other than :class:`pyfuse3.FUSEError` becomes EIO and a log line.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import stat as stat_module
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pyfuse3
+import trio
+
+from casvfs.digest import Digest, digest_message
+from casvfs.directory.node import Node, directory_to_proto
+from casvfs.directory.types import FileType
+from casvfs.errors import CasvfsError
+from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
+from casvfs.protos import remote_execution_pb2 as pb
+from casvfs.store.base import ContentStore
+
+log = logging.getLogger("casvfs.fuse")
+
+DIGEST_XATTR = b"user.casvfs.digest"
+SNAPSHOT_XATTR = b"user.casvfs.snapshot"
+# Unmodified CAS content never changes: let the kernel keep what it learnt.
+STABLE_TIMEOUT = 86400.0
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def handler(method: Handler) -> Handler:
+    """Report :class:`FsError` as its errno and anything unexpected as EIO (logged)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except pyfuse3.FUSEError:
+            raise
+        except FsError as error:
+            raise pyfuse3.FUSEError(error.errno) from None
+        except CasvfsError as error:
+            log.error("%s failed: %s (%s)", method.__name__, error, error.reason)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception:
+            log.exception("%s failed unexpectedly", method.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass
+class _Handle:
+    inode: Inode
+    fd: int | None = None
+    """An open host file: the scratch copy, or the store's object file."""
+    data: bytes | None = None
+    """The whole blob, for stores without object files."""
+
+
+class CasOperations(pyfuse3.Operations):
+    """The file system of one mount."""
+
+    supports_dot_lookup = True
+    enable_writeback_cache = False
+    enable_acl = False
+
+    def __init__(self, store: ContentStore, root: Digest, *, writable: bool, scratch: str) -> None:
+        super().__init__()
+        self.store = store
+        self.table = InodeTable(root, writable=writable)
+        self.scratch = scratch
+        self.writable = writable
+        self._handles: dict[int, _Handle] = {}
+        self._next_handle = 1
+        self._uid = os.getuid()
+        self._gid = os.getgid()
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _loaded(self, ino: int) -> None:
+        digest = self.table.needs_load(ino)
+        if digest is not None:
+            message = await trio.to_thread.run_sync(self.store.get_directory, digest)
+            self.table.load_directory(ino, message)
+
+    def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        """The kernel's view of an inode."""
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = inode.ino
+        if inode.kind is FileType.DIRECTORY:
+            mode = stat_module.S_IFDIR | (inode.node.unix_mode or 0o755)
+        elif inode.kind is FileType.SYMLINK:
+            mode = stat_module.S_IFLNK | 0o777
+        elif inode.node.unix_mode is not None and not inode.modified:
+            mode = stat_module.S_IFREG | inode.node.unix_mode
+        else:
+            mode = stat_module.S_IFREG | (0o755 if inode.executable else 0o644)
+        attrs.st_mode = mode
+        # 1 for directories: "subdirectory count unknown", which keeps find from
+        # skipping entries by the st_nlink - 2 leaf heuristic.
+        attrs.st_nlink = 1
+        attrs.st_size = inode.size if inode.kind is not FileType.DIRECTORY else 4096
+        attrs.st_blksize = 4096
+        attrs.st_blocks = (attrs.st_size + 511) // 512
+        attrs.st_uid = self._uid
+        attrs.st_gid = self._gid
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = inode.mtime_ns
+        timeout = STABLE_TIMEOUT if not inode.modified or not self.writable else 1.0
+        attrs.attr_timeout = attrs.entry_timeout = timeout
+        return attrs
+
+    def _new_handle(self, handle: _Handle) -> int:
+        number = self._next_handle
+        self._next_handle += 1
+        self._handles[number] = handle
+        return number
+
+    def _scratch_path(self, inode: Inode) -> str:
+        return os.path.join(self.scratch, str(inode.ino))
+
+    async def _copy_up(self, inode: Inode, truncate: bool) -> None:
+        """Give an unmodified file a scratch copy before it is written."""
+        if inode.scratch is not None:
+            if truncate:
+                await trio.to_thread.run_sync(os.truncate, inode.scratch, 0)
+            return
+        path = self._scratch_path(inode)
+        digest = inode.node.digest
+        if truncate or digest is None:
+            await trio.to_thread.run_sync(_create_empty, path)
+        else:
+            await trio.to_thread.run_sync(_copy_blob, self.store, digest, path)
+        inode.scratch = path
+
+    # -- lookups and listings -----------------------------------------------------------
+
+    @handler
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        await self._loaded(parent_inode)
+        text = os.fsdecode(name)
+        if text == ".":
+            inode: Inode | None = self.table.get(parent_inode)
+        elif text == "..":
+            inode = self.table.get(self.table.get(parent_inode).parent)
+        else:
+            inode = self.table.lookup(parent_inode, text)
+        if inode is None:
+            negative = pyfuse3.EntryAttributes()
+            negative.st_ino = 0  # cached "does not exist"
+            negative.entry_timeout = STABLE_TIMEOUT if not self.writable else 1.0
+            return negative
+        inode.lookups += 1
+        return self.attributes(inode)
+
+    @handler
+    async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        return self.attributes(self.table.get(inode))
+
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            self.table.forget(ino, count)
+
+    @handler
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        await self._loaded(inode)
+        return inode
+
+    @handler
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        entries = self.table.entries(fh)
+        for index in range(start_id, len(entries)):
+            name, inode = entries[index]
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(inode), index + 1):
+                return  # the kernel's buffer is full: it resumes from this offset
+            inode.lookups += 1
+
+    async def releasedir(self, fh: int) -> None:
+        pass
+
+    @handler
+    async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
+        node = self.table.get(inode)
+        if node.kind is not FileType.SYMLINK:
+            raise FsError(errno.EINVAL)
+        return os.fsencode(node.node.target)
+
+    @handler
+    async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
+        host = await trio.to_thread.run_sync(os.statvfs, self.scratch)
+        data = pyfuse3.StatvfsData()
+        data.f_bsize = data.f_frsize = 4096
+        data.f_blocks = host.f_blocks * host.f_frsize // 4096
+        data.f_bfree = data.f_bavail = (host.f_bavail * host.f_frsize // 4096) if self.writable else 0
+        data.f_files = len(self.table.inodes)
+        data.f_ffree = data.f_favail = host.f_favail if self.writable else 0
+        data.f_namemax = 255
+        return data
+
+    # -- extended attributes --------------------------------------------------------------
+
+    @handler
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if name == SNAPSHOT_XATTR and inode == ROOT_INODE:
+            return str(await self.capture()).encode()
+        node = self.table.get(inode)
+        if name == DIGEST_XATTR and node.digest is not None and node.kind is not FileType.SYMLINK:
+            return str(node.digest).encode()
+        raise FsError(pyfuse3.ENOATTR)
+
+    @handler
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        node = self.table.get(inode)
+        return [DIGEST_XATTR] if node.digest is not None and node.kind is not FileType.SYMLINK else []
+
+    # -- reading and writing -------------------------------------------------------------
+
+    @handler
+    async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        node = self.table.get(inode)
+        if node.kind is not FileType.REGULAR_FILE:
+            raise FsError(errno.EISDIR if node.kind is FileType.DIRECTORY else errno.EINVAL)
+        writing = bool(flags & _WRITE_FLAGS)
+        if (writing or flags & os.O_TRUNC) and not self.writable:
+            raise FsError(errno.EROFS)
+        if writing or (flags & os.O_TRUNC) or node.scratch is not None:
+            await self._copy_up(node, truncate=bool(flags & os.O_TRUNC))
+            if flags & os.O_TRUNC:
+                node.size = 0
+                node.mtime_ns = time.time_ns()
+                self.table.touch(inode)
+            assert node.scratch is not None
+            fd = await trio.to_thread.run_sync(os.open, node.scratch, os.O_RDWR | os.O_CLOEXEC)
+            return pyfuse3.FileInfo(fh=self._new_handle(_Handle(node, fd=fd)), keep_cache=False)
+        return pyfuse3.FileInfo(fh=self._new_handle(await self._open_blob(node)), keep_cache=True)
+
+    async def _open_blob(self, inode: Inode) -> _Handle:
+        digest = inode.node.digest
+        assert digest is not None
+        path = await trio.to_thread.run_sync(self.store.local_path, digest)
+        if path is not None:
+            return _Handle(inode, fd=await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC))
+        return _Handle(inode, data=await trio.to_thread.run_sync(self.store.read_bytes, digest))
+
+    @handler
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        handle = self._handles[fh]
+        if handle.data is not None:
+            return handle.data[off : off + size]
+        assert handle.fd is not None
+        return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
+
+    @handler
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        handle = self._handles[fh]
+        assert handle.fd is not None and handle.inode.scratch is not None
+        written: int = await trio.to_thread.run_sync(os.pwrite, handle.fd, buf, off)
+        inode = handle.inode
+        inode.size = max(inode.size, off + written)
+        inode.mtime_ns = time.time_ns()
+        self.table.touch(inode.ino)
+        return written
+
+    @handler
+    async def release(self, fh: int) -> None:
+        handle = self._handles.pop(fh)
+        if handle.fd is not None:
+            await trio.to_thread.run_sync(os.close, handle.fd)
+
+    async def flush(self, fh: int) -> None:
+        pass
+
+    @handler
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        handle = self._handles[fh]
+        if handle.fd is not None and handle.inode.scratch is not None:
+            await trio.to_thread.run_sync(os.fsync, handle.fd)
+
+    # -- changing the tree ----------------------------------------------------------------
+
+    @handler
+    async def create(
+        self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: pyfuse3.RequestContext
+    ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        if not self.writable:
+            raise FsError(errno.EROFS)
+        await self._loaded(parent_inode)
+        inode = self.table.add(
+            parent_inode,
+            os.fsdecode(name),
+            FileType.REGULAR_FILE,
+            executable=bool(mode & stat_module.S_IXUSR),
+        )
+        path = self._scratch_path(inode)
+        await trio.to_thread.run_sync(_create_empty, path)
+        inode.scratch = path
+        fd = await trio.to_thread.run_sync(os.open, path, os.O_RDWR | os.O_CLOEXEC)
+        inode.lookups += 1
+        info = pyfuse3.FileInfo(fh=self._new_handle(_Handle(inode, fd=fd)), keep_cache=False)
+        return info, self.attributes(inode)
+
+    @handler
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        await self._loaded(parent_inode)
+        inode = self.table.add(parent_inode, os.fsdecode(name), FileType.DIRECTORY)
+        inode.lookups += 1
+        return self.attributes(inode)
+
+    @handler
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        await self._loaded(parent_inode)
+        inode = self.table.add(parent_inode, os.fsdecode(name), FileType.SYMLINK, target=os.fsdecode(target))
+        inode.lookups += 1
+        return self.attributes(inode)
+
+    @handler
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self._loaded(parent_inode)
+        self.table.remove(parent_inode, os.fsdecode(name), directory=False)
+
+    @handler
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        await self._loaded(parent_inode)
+        child = self.table.lookup(parent_inode, os.fsdecode(name))
+        if child is not None and child.kind is FileType.DIRECTORY:
+            await self._loaded(child.ino)
+        self.table.remove(parent_inode, os.fsdecode(name), directory=True)
+
+    @handler
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL)
+        await self._loaded(parent_inode_old)
+        await self._loaded(parent_inode_new)
+        replaced = self.table.lookup(parent_inode_new, os.fsdecode(name_new))
+        if replaced is not None and replaced.kind is FileType.DIRECTORY:
+            await self._loaded(replaced.ino)
+        self.table.rename(
+            parent_inode_old,
+            os.fsdecode(name_old),
+            parent_inode_new,
+            os.fsdecode(name_new),
+            noreplace=bool(flags & pyfuse3.RENAME_NOREPLACE),
+        )
+
+    @handler
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise FsError(errno.EPERM)  # a CAS tree has no hard links
+
+    @handler
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise FsError(errno.EPERM)  # a CAS tree holds no special files
+
+    @handler
+    async def setattr(
+        self,
+        inode: int,
+        attr: pyfuse3.EntryAttributes,
+        fields: pyfuse3.SetattrFields,
+        fh: int | None,
+        ctx: pyfuse3.RequestContext,
+    ) -> pyfuse3.EntryAttributes:
+        node = self.table.get(inode)
+        changing = fields.update_size or fields.update_mode or fields.update_mtime
+        if changing and not self.writable:
+            raise FsError(errno.EROFS)
+        if fields.update_size:
+            if node.kind is not FileType.REGULAR_FILE:
+                raise FsError(errno.EISDIR)
+            await self._copy_up(node, truncate=attr.st_size == 0)
+            assert node.scratch is not None
+            await trio.to_thread.run_sync(os.truncate, node.scratch, attr.st_size)
+            node.size = attr.st_size
+            node.mtime_ns = time.time_ns()
+        if fields.update_mode and node.kind is FileType.REGULAR_FILE:
+            node.executable = bool(attr.st_mode & stat_module.S_IXUSR)
+        if fields.update_mtime:
+            node.mtime_ns = attr.st_mtime_ns
+        if changing:
+            self.table.touch(inode)
+        return self.attributes(node)
+
+    # -- capture -------------------------------------------------------------------------
+
+    async def capture(self) -> Digest:
+        """The digest of the tree as it is now. Only files written since their last
+        capture are read and hashed; unmodified subtrees keep their digests."""
+        table = self.table
+        while True:
+            pending = [
+                inode
+                for inode in table.inodes.values()
+                if inode.kind is FileType.REGULAR_FILE
+                and inode.modified
+                and inode.scratch is not None
+                and inode.captured is None
+            ]
+            if not pending:
+                break
+            for inode in pending:
+                assert inode.scratch is not None
+                digest = await trio.to_thread.run_sync(self.store.put_file, inode.scratch)
+                if inode.captured is None:
+                    inode.captured = digest
+        # No awaits from here on: the messages describe one instant of the tree.
+        messages: list[pb.Directory] = []
+        root = self._capture_directory(ROOT_INODE, messages)
+        await trio.to_thread.run_sync(_put_all, self.store, messages)
+        return root
+
+    def _capture_directory(self, ino: int, messages: list[pb.Directory]) -> Digest:
+        order: list[Inode] = []
+        pending = [self.table.get(ino)]
+        while pending:
+            directory = pending.pop()
+            if directory.digest is not None or directory.captured is not None:
+                continue
+            order.append(directory)
+            pending.extend(
+                self.table.inodes[child]
+                for child in (directory.children or {}).values()
+                if self.table.inodes[child].kind is FileType.DIRECTORY
+            )
+        for directory in reversed(order):
+            nodes = [self._node(name, child) for name, child in self.table.entries(directory.ino)]
+            own = (
+                directory.node
+                if directory.node.mtime_ns is None
+                else Node(
+                    "",
+                    FileType.DIRECTORY,
+                    mtime_ns=directory.mtime_ns,
+                    unix_mode=directory.node.unix_mode,
+                    properties=directory.node.properties,
+                )
+            )
+            message = directory_to_proto(nodes, own)
+            messages.append(message)
+            directory.captured = digest_message(message)
+        top = self.table.get(ino)
+        result = top.digest or top.captured
+        assert result is not None
+        return result
+
+    @staticmethod
+    def _node(name: str, inode: Inode) -> Node:
+        original = inode.node
+        if not inode.modified:
+            return original.renamed(name)
+        mtime = inode.mtime_ns if original.mtime_ns is not None else None
+        if inode.kind is FileType.DIRECTORY:
+            return Node(name, FileType.DIRECTORY, digest=inode.captured)
+        if inode.kind is FileType.SYMLINK:
+            return Node(
+                name, FileType.SYMLINK, target=original.target, mtime_ns=mtime, properties=original.properties
+            )
+        digest = inode.captured if inode.scratch is not None else original.digest
+        assert digest is not None
+        return Node(
+            name,
+            FileType.REGULAR_FILE,
+            executable=inode.executable,
+            size=digest.size_bytes,
+            digest=digest,
+            mtime_ns=mtime,
+            properties=original.properties,
+        )
+
+
+def _create_empty(path: str) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
+
+
+def _copy_blob(store: ContentStore, digest: Digest, path: str) -> None:
+    with store.open(digest) as source, open(path, "wb") as sink:
+        while chunk := source.read(1 << 20):
+            sink.write(chunk)
+
+
+def _put_all(store: ContentStore, messages: list[pb.Directory]) -> None:
+    for message in messages:
+        store.put_directory(message)
