@@ -9,13 +9,14 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 need_pkgs=()
-for pkg in fuse3 libfuse3-dev pkg-config; do
+# git, gcc and make are real programs the FUSE tests run inside mounts.
+for pkg in fuse3 libfuse3-dev pkg-config git gcc make; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need_pkgs[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
 # make_venv DIR STAMP-INPUT PIP-ARGS...: (re)create DIR when STAMP-INPUT changed.
