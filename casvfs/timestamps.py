@@ -8,3 +8,9 @@ ARBITRARY_TIMESTAMP = calendar.timegm((2011, 11, 11, 11, 11, 11))
 """BuildStream's ``BST_ARBITRARY_TIMESTAMP``: the mtime of any node that records none,
 and of every object file in a :class:`~casvfs.LocalStore` (so hard links to them
 carry it)."""
+
+
+def recorded_mtime_ns(mtime_ns: int) -> int:
+    """An mtime as a tree records it: truncated to microseconds, as buildbox-casd
+    records it, so digests captured by either agree."""
+    return mtime_ns - mtime_ns % 1000

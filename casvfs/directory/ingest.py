@@ -20,6 +20,7 @@ from casvfs.directory.node import Node, directory_to_proto
 from casvfs.directory.types import FileType
 from casvfs.errors import REASON_IO_ERROR, REASON_NOT_A_DIRECTORY, REASON_NOT_FOUND, DirectoryError
 from casvfs.store.base import ContentStore
+from casvfs.timestamps import recorded_mtime_ns
 
 SUPPORTED_PROPERTIES = frozenset({"mtime", "unix_mode"})
 
@@ -107,7 +108,7 @@ def import_host_tree(
                     executable=bool(st.st_mode & stat_module.S_IXUSR),
                     size=digest.size_bytes,
                     digest=digest,
-                    mtime_ns=_capture_mtime(st) if keep_mtime else None,
+                    mtime_ns=recorded_mtime_ns(st.st_mtime_ns) if keep_mtime else None,
                     unix_mode=stat_module.S_IMODE(st.st_mode) if keep_mode else None,
                 )
             )
@@ -116,7 +117,7 @@ def import_host_tree(
         own = Node(
             "",
             FileType.DIRECTORY,
-            mtime_ns=_capture_mtime(host_dir.st) if keep_mtime else None,
+            mtime_ns=recorded_mtime_ns(host_dir.st.st_mtime_ns) if keep_mtime else None,
             unix_mode=stat_module.S_IMODE(host_dir.st.st_mode) if keep_mode else None,
         )
         host_dir.digest = store.put_directory(directory_to_proto(nodes, own))
@@ -124,12 +125,6 @@ def import_host_tree(
         cache.flush()
     assert dirs[0].digest is not None
     return dirs[0].digest
-
-
-def _capture_mtime(st: os.stat_result) -> int:
-    """The mtime recorded for a host entry: truncated to microseconds, as
-    buildbox-casd records it, so captured digests agree."""
-    return st.st_mtime_ns - st.st_mtime_ns % 1000
 
 
 class _Ingest:

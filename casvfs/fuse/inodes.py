@@ -56,6 +56,8 @@ class Inode:
     """A modified node's digest at the last capture (file content, or directory
     message), until the next change."""
     lookups: int = 0
+    generation: int = 0
+    """Bumped by every change, so a capture can tell whether it hashed the latest content."""
 
     @property
     def digest(self) -> Digest | None:
@@ -183,6 +185,7 @@ class InodeTable:
             inode = self.get(ino)
             inode.modified = True
             inode.captured = None
+            inode.generation += 1
             if ino == ROOT_INODE:
                 return
             ino = inode.parent

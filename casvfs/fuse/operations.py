@@ -27,6 +27,7 @@ from casvfs.errors import CasvfsError
 from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.base import ContentStore
+from casvfs.timestamps import recorded_mtime_ns
 
 log = logging.getLogger("casvfs.fuse")
 
@@ -240,7 +241,7 @@ class CasOperations(pyfuse3.Operations):
             await self._copy_up(node, truncate=bool(flags & os.O_TRUNC))
             if flags & os.O_TRUNC:
                 node.size = 0
-                node.mtime_ns = time.time_ns()
+                node.mtime_ns = recorded_mtime_ns(time.time_ns())
                 self.table.touch(inode)
             assert node.scratch is not None
             fd = await trio.to_thread.run_sync(os.open, node.scratch, os.O_RDWR | os.O_CLOEXEC)
@@ -270,7 +271,7 @@ class CasOperations(pyfuse3.Operations):
         written: int = await trio.to_thread.run_sync(os.pwrite, handle.fd, buf, off)
         inode = handle.inode
         inode.size = max(inode.size, off + written)
-        inode.mtime_ns = time.time_ns()
+        inode.mtime_ns = recorded_mtime_ns(time.time_ns())
         self.table.touch(inode.ino)
         return written
 
@@ -400,11 +401,11 @@ class CasOperations(pyfuse3.Operations):
             assert node.scratch is not None
             await trio.to_thread.run_sync(os.truncate, node.scratch, attr.st_size)
             node.size = attr.st_size
-            node.mtime_ns = time.time_ns()
+            node.mtime_ns = recorded_mtime_ns(time.time_ns())
         if fields.update_mode and node.kind is FileType.REGULAR_FILE:
             node.executable = bool(attr.st_mode & stat_module.S_IXUSR)
         if fields.update_mtime:
-            node.mtime_ns = attr.st_mtime_ns
+            node.mtime_ns = recorded_mtime_ns(attr.st_mtime_ns)
         if changing:
             self.table.touch(inode)
         return self.attributes(node)
@@ -414,28 +415,34 @@ class CasOperations(pyfuse3.Operations):
     async def capture(self) -> Digest:
         """The digest of the tree as it is now. Only files written since their last
         capture are read and hashed; unmodified subtrees keep their digests."""
-        table = self.table
-        while True:
-            pending = [
-                inode
-                for inode in table.inodes.values()
-                if inode.kind is FileType.REGULAR_FILE
-                and inode.modified
-                and inode.scratch is not None
-                and inode.captured is None
-            ]
-            if not pending:
-                break
+        while pending := self._unhashed_files():
             for inode in pending:
                 assert inode.scratch is not None
+                generation = inode.generation
                 digest = await trio.to_thread.run_sync(self.store.put_file, inode.scratch)
-                if inode.captured is None:
+                if inode.generation == generation:  # else written meanwhile: hash again
                     inode.captured = digest
         # No awaits from here on: the messages describe one instant of the tree.
         messages: list[pb.Directory] = []
         root = self._capture_directory(ROOT_INODE, messages)
         await trio.to_thread.run_sync(_put_all, self.store, messages)
         return root
+
+    def _unhashed_files(self) -> list[Inode]:
+        """Written files in the tree (not unlinked ones) whose content has no digest yet."""
+        found: list[Inode] = []
+        pending = [self.table.get(ROOT_INODE)]
+        while pending:
+            directory = pending.pop()
+            if not directory.modified or directory.captured is not None:
+                continue
+            for child in (directory.children or {}).values():
+                inode = self.table.inodes[child]
+                if inode.kind is FileType.DIRECTORY:
+                    pending.append(inode)
+                elif inode.scratch is not None and inode.captured is None:
+                    found.append(inode)
+        return found
 
     def _capture_directory(self, ino: int, messages: list[pb.Directory]) -> Digest:
         order: list[Inode] = []
@@ -492,6 +499,8 @@ class CasOperations(pyfuse3.Operations):
             size=digest.size_bytes,
             digest=digest,
             mtime_ns=mtime,
+            # the mode the mount shows for a changed file, where the tree records modes
+            unix_mode=None if original.unix_mode is None else (0o755 if inode.executable else 0o644),
             properties=original.properties,
         )
 
