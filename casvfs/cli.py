@@ -133,6 +133,78 @@ def _cmd_fsck(args: argparse.Namespace, store: LocalStore) -> None:
         raise SystemExit(1)
 
 
+def _cmd_mount(args: argparse.Namespace, store: LocalStore) -> None:
+    digest = Digest.parse(args.digest)
+    if args.background:
+        _mount_in_background(args)
+        return
+    from casvfs.fuse.mount import serve_foreground  # needs the fuse extra
+
+    final = serve_foreground(store, digest, args.mountpoint, writable=args.writable)
+    if args.writable:
+        print(final)
+
+
+def _mount_in_background(args: argparse.Namespace) -> None:
+    """Start a foreground mount in a new session and return once it is live."""
+    import subprocess
+    import tempfile
+
+    command = [
+        sys.executable,
+        "-m",
+        "casvfs.cli",
+        "--store",
+        args.store,
+        "mount",
+        args.digest,
+        args.mountpoint,
+    ]
+    if args.writable:
+        command.append("--writable")
+    # The server's log goes to an unlinked file rather than a pipe: nobody reads a pipe
+    # once we return, and a full or broken pipe would stall or break the server.
+    with tempfile.TemporaryFile() as log:
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not os.path.ismount(args.mountpoint):
+            if child.poll() is not None:
+                log.seek(0)
+                lines = log.read().decode(errors="replace").strip().splitlines()
+                raise CasvfsError(
+                    f"mount failed: {lines[-1] if lines else 'server exited'}", reason="mount-failed"
+                )
+            if time.monotonic() > deadline:
+                child.kill()
+                raise CasvfsError("mount did not come up within 60 s", reason="mount-failed")
+            time.sleep(0.05)
+    print(child.pid)
+
+
+def _cmd_snapshot(args: argparse.Namespace, store: LocalStore) -> None:
+    from casvfs.fuse.mount import snapshot_of
+
+    print(snapshot_of(args.mountpoint))
+
+
+def _cmd_umount(args: argparse.Namespace, store: LocalStore) -> None:
+    import subprocess
+
+    from casvfs.fuse.mount import snapshot_of
+
+    digest = snapshot_of(args.mountpoint)
+    done = subprocess.run(["fusermount3", "-u", args.mountpoint], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise CasvfsError(f"cannot unmount {args.mountpoint}: {done.stderr.strip()}", reason="mount-failed")
+    print(digest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``casvfs`` command."""
     parser = argparse.ArgumentParser(prog="casvfs", description=__doc__)
@@ -180,6 +252,25 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("a")
     command.add_argument("b")
     command.set_defaults(run=_cmd_diff)
+
+    command = commands.add_parser("mount", help="mount a tree (FUSE); foreground until unmounted")
+    command.add_argument("digest")
+    command.add_argument("mountpoint")
+    command.add_argument(
+        "--writable", action="store_true", help="copy-on-write; print the new digest at the end"
+    )
+    command.add_argument(
+        "--background", action="store_true", help="return (printing the server pid) once live"
+    )
+    command.set_defaults(run=_cmd_mount)
+
+    command = commands.add_parser("snapshot", help="print the current digest of a mounted tree")
+    command.add_argument("mountpoint")
+    command.set_defaults(run=_cmd_snapshot)
+
+    command = commands.add_parser("umount", help="capture a mounted tree, unmount it, print its digest")
+    command.add_argument("mountpoint")
+    command.set_defaults(run=_cmd_umount)
 
     command = commands.add_parser("fsck", help="verify every object of the local store")
     command.add_argument("--repair", action="store_true", help="delete corrupt objects")

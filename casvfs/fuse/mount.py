@@ -18,11 +18,14 @@ import pyfuse3
 import trio
 
 from casvfs.digest import Digest
+from casvfs.directory.casdir import CasDirectory
 from casvfs.errors import CasvfsError
 from casvfs.fuse.operations import SNAPSHOT_XATTR, CasOperations
 from casvfs.store.base import ContentStore
 
 REASON_MOUNT_FAILED = "mount-failed"
+# what a mount answers once its server has died (ECONNABORTED while it is going away)
+_DEAD_SERVER = (errno.ENOTCONN, errno.ECONNABORTED)
 _active = threading.Lock()  # pyfuse3 holds one session per process
 
 
@@ -31,12 +34,15 @@ class MountError(CasvfsError):
 
 
 def clean_stale_mount(mountpoint: str) -> bool:
-    """Lazily unmount a dead FUSE mount (ENOTCONN) at *mountpoint*; True if one was found."""
+    """Lazily unmount a dead FUSE mount (ENOTCONN) at *mountpoint*; True if one was found.
+
+    A live mount at *mountpoint* is left alone (and mounting over it fails)."""
     try:
-        os.stat(mountpoint)
+        # statfs always reaches the server; stat may be answered from the kernel's cache
+        os.statvfs(mountpoint)
         return False
     except OSError as error:
-        if error.errno != errno.ENOTCONN:
+        if error.errno not in _DEAD_SERVER:
             return False
     for command in (["fusermount3", "-u", "-z", mountpoint], ["umount", "-l", mountpoint]):
         if (
@@ -137,6 +143,12 @@ class Mount:
         if self._own_scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         return self.final_digest
+
+    def directory(self) -> CasDirectory:
+        """The mounted tree as a :class:`~casvfs.CasDirectory` over the same store:
+        captured now while mounted, or as captured at unmount."""
+        digest = self.snapshot() if self.final_digest is None else self.final_digest
+        return CasDirectory(self.operations.store, digest)
 
     def __enter__(self) -> Mount:
         return self
