@@ -49,3 +49,19 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "get_digest" in (tmp_path / "html" / "api.html").read_text()
+
+
+def test_sandbox_example_runs(tmp_path: Path) -> None:
+    env = {**os.environ, "CASVFS_STORE": str(tmp_path / "store"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "docs" / "examples" / "sandbox.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    Digest.parse(lines[0].removeprefix("result: "))
+    assert lines[1:] == ["['out', 'out/GREETING']", "HELLO FROM THE SANDBOX"]
