@@ -15,7 +15,7 @@ from casvfs.directory.changes import diff
 from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.types import FileType
 from casvfs.errors import CasvfsError
-from casvfs.store.local import LocalStore
+from casvfs.store import ContentStore, DigestOnlyStore, LocalStore
 
 
 def default_store_dir() -> str:
@@ -61,9 +61,11 @@ def _tree(args: argparse.Namespace, store: LocalStore) -> CasDirectory:
 
 
 def _cmd_import(args: argparse.Namespace, store: LocalStore) -> None:
-    progress = Progress("importing")
+    # --digest-only hashes without writing: nothing reaches the store
+    target: ContentStore = DigestOnlyStore() if args.digest_only else store
+    progress = Progress("hashing" if args.digest_only else "importing")
     try:
-        digest = import_host_tree(store, args.path, properties=args.property, progress=progress)
+        digest = import_host_tree(target, args.path, properties=args.property, progress=progress)
     finally:
         progress.done()
     print(digest)
@@ -222,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         choices=["mtime", "unix_mode"],
         help="node property to record (repeatable); none by default",
+    )
+    command.add_argument(
+        "--digest-only", action="store_true", help="print the root digest without storing anything"
     )
     command.set_defaults(run=_cmd_import)
 

@@ -40,6 +40,16 @@ def test_import_prints_the_digest(imported: tuple[Path, str, str], tmp_path: Pat
     assert digest == str(tree.get_digest())
 
 
+def test_digest_only_stores_nothing(
+    imported: tuple[Path, str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _store, digest, host = imported
+    code, out, _ = run(capsys, tmp_path / "untouched", "import", "--digest-only", host)
+    assert (code, out.strip()) == (0, digest)
+    objects = tmp_path / "untouched" / "objects"
+    assert not objects.exists() or not any(path.is_file() for path in objects.rglob("*"))
+
+
 def test_ls(imported: tuple[Path, str, str], capsys: pytest.CaptureFixture[str]) -> None:
     store, digest, _ = imported
     assert run(capsys, store, "ls", digest)[1].split() == ["a", "d", "l", "x"]

@@ -1,4 +1,4 @@
-"""Open object files of a mount, kept for reuse.
+"""Object files a mount has opened, kept for the next open of the same file.
 
 Reopening the same blob (a second ``tar``, a build reading headers again) then
 costs no system call and no trip to a worker thread: the descriptor is read with
@@ -61,3 +61,8 @@ class BlobFiles:
             os.close(fd)
         self._open.clear()
         self._idle.clear()
+
+
+SMALL_BLOB = 128 * 1024
+"""Blobs up to this size are read whole at the first read: one trip to a worker
+thread serves every read of the handle (the kernel reads 128 KiB at a time)."""

@@ -24,7 +24,7 @@ from casvfs.digest import Digest, digest_message
 from casvfs.directory.node import Node, directory_to_proto
 from casvfs.directory.types import FileType
 from casvfs.errors import CasvfsError
-from casvfs.fuse.blobfiles import BlobFiles
+from casvfs.fuse.blobfiles import SMALL_BLOB, BlobFiles
 from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.base import ContentStore
@@ -250,26 +250,37 @@ class CasOperations(pyfuse3.Operations):
             assert node.scratch is not None
             fd = await trio.to_thread.run_sync(os.open, node.scratch, os.O_RDWR | os.O_CLOEXEC)
             return pyfuse3.FileInfo(fh=self._new_handle(_Handle(node, fd=fd)), keep_cache=False)
-        return pyfuse3.FileInfo(fh=self._new_handle(await self._open_blob(node)), keep_cache=True)
-
-    async def _open_blob(self, inode: Inode) -> _Handle:
-        kept = self._blob_files.acquire(inode.ino)
-        if kept is not None:
-            return _Handle(inode, fd=kept, shared=True)
-        digest = inode.node.digest
-        assert digest is not None
-        fd = await trio.to_thread.run_sync(_open_object, self.store, digest)
-        if fd is not None:
-            return _Handle(inode, fd=self._blob_files.add(inode.ino, fd), shared=True)
-        return _Handle(inode, data=await trio.to_thread.run_sync(self.store.read_bytes, digest))
+        # Nothing is opened yet: when the kernel has the pages (keep_cache), no read
+        # comes and this open cost no trip to a worker thread.
+        return pyfuse3.FileInfo(fh=self._new_handle(_Handle(node)), keep_cache=True)
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
         handle = self._handles[fh]
+        if handle.data is None and handle.fd is None:
+            await self._load_blob(handle)
         if handle.data is not None:
             return handle.data[off : off + size]
         assert handle.fd is not None
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
+
+    async def _load_blob(self, handle: _Handle) -> None:
+        """Give a handle of an unmodified file its content: the whole blob if small,
+        else a (shared) descriptor of the object file or, for stores without
+        object files, the whole blob."""
+        inode = handle.inode
+        digest = inode.node.digest
+        assert digest is not None
+        if digest.size_bytes > SMALL_BLOB:
+            kept = self._blob_files.acquire(inode.ino)
+            if kept is not None:
+                handle.fd, handle.shared = kept, True
+                return
+            fd = await trio.to_thread.run_sync(_open_object, self.store, digest)
+            if fd is not None:
+                handle.fd, handle.shared = self._blob_files.add(inode.ino, fd), True
+                return
+        handle.data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
 
     @handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:

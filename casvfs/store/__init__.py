@@ -1,6 +1,7 @@
 """Content stores: where blobs and ``Directory`` messages live."""
 
 from casvfs.store.base import ContentStore, directory_digest
+from casvfs.store.digestonly import DigestOnlyStore
 from casvfs.store.local import FsckReport, LocalStore
 from casvfs.store.memory import MemoryStore
 from casvfs.store.statcache import StatCache
@@ -8,6 +9,7 @@ from casvfs.store.validation import validate_directory
 
 __all__ = [
     "ContentStore",
+    "DigestOnlyStore",
     "FsckReport",
     "LocalStore",
     "MemoryStore",
