@@ -1,0 +1,59 @@
+"""The benchmark suite's --quick mode runs every case, so the benchmarks never rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.peer_casd import REPO, casd_binary
+
+GROUPS = {
+    "import host tree -> CAS (cold)",
+    "re-import (unchanged)",
+    "root digest only (no store writes)",
+    "by-reference import of the whole tree",
+    "merge of two overlapping trees",
+    "list_relative_paths (fresh load)",
+    "export with copies",
+    "export with hard links",
+    "export_to_tar",
+    "FUSE: mount + first stat",
+    "FUSE: find",
+    "FUSE: tar | cat (cold)",
+    "FUSE: tar | cat (warm)",
+    "FUSE: read largest file (dd)",
+    "FUSE: peak RSS: mount + one stat",
+    "FUSE: peak RSS: full traversal",
+}
+
+
+def test_quick_run_measures_every_case(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--repeat", "1", "--json", str(results)],
+        cwd=REPO,
+        env={**os.environ, "CASVFS_BENCH_DIR": str(tmp_path / "corpora")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (corpus,) = json.loads(results.read_text())["corpora"]
+    rows = corpus["rows"]
+    assert {row["group"] for row in rows} == GROUPS
+    for group in GROUPS:
+        ours = [row for row in rows if row["group"] == group and row["casvfs"]]
+        assert ours and all(row["samples"] for row in ours), group
+        assert any(not row["casvfs"] for row in rows if row["group"] == group), f"{group}: no reference"
+    for row in rows:
+        if row["missing"]:
+            assert casd_binary() is None, f"{row['name']} missing although the peers are installed"
+        else:
+            assert all(seconds >= 0 for seconds, _rss in row["samples"]), row
+    if casd_binary() is not None:
+        assert "buildbox-casd CaptureTree agrees on the root digest" in corpus["notes"]
+    assert "casvfs / ref" in done.stdout
