@@ -20,12 +20,12 @@ GROUPS = {
     "export with copies",
     "export with hard links",
     "export_to_tar",
-    "FUSE: mount + first stat",
+    "FUSE: mount + first read",
     "FUSE: find",
     "FUSE: tar | cat (cold)",
     "FUSE: tar | cat (warm)",
     "FUSE: read largest file (dd)",
-    "FUSE: peak RSS: mount + one stat",
+    "FUSE: peak RSS: mount + one read",
     "FUSE: peak RSS: full traversal",
 }
 

@@ -11,10 +11,11 @@ from casvfs import Digest
 from tests.peer_casd import REPO
 
 
-def test_quickstart_example_runs(tmp_path: Path) -> None:
+def run_example(name: str, tmp_path: Path) -> list[str]:
+    """Run docs/examples/NAME with a store in *tmp_path*; its output lines."""
     env = {**os.environ, "CASVFS_STORE": str(tmp_path / "store"), "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, str(REPO / "docs" / "examples" / "quickstart.py")],
+        [sys.executable, str(REPO / "docs" / "examples" / name)],
         capture_output=True,
         text=True,
         env=env,
@@ -22,7 +23,11 @@ def test_quickstart_example_runs(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_quickstart_example_runs(tmp_path: Path) -> None:
+    lines = run_example("quickstart.py", tmp_path)
     Digest.parse(lines[0].removeprefix("tool: "))
     Digest.parse(lines[1].removeprefix("sysroot: "))
     assert lines[2] == "['opt', 'opt/tool', 'opt/tool/bin', 'opt/tool/bin/hello']"
@@ -52,16 +57,6 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
 
 
 def test_sandbox_example_runs(tmp_path: Path) -> None:
-    env = {**os.environ, "CASVFS_STORE": str(tmp_path / "store"), "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, str(REPO / "docs" / "examples" / "sandbox.py")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    lines = run_example("sandbox.py", tmp_path)
     Digest.parse(lines[0].removeprefix("result: "))
     assert lines[1:] == ["['out', 'out/GREETING']", "HELLO FROM THE SANDBOX"]
