@@ -77,6 +77,8 @@ class Run:
         )
         floor = self.row(group, "python read+sha256 (floor)", lambda: _task("floor", tree)[0])
         self.row(group, "cp -a", lambda: run_process(["cp", "-a", tree, out])[0], setup=_fresh(out))
+        # --force: a tree's .gitignore must not make git skip files (Debian's Linux
+        # sources ignore everything)
         git_dir = os.path.join(self.work, "git")
         git = ["git", f"--git-dir={git_dir}", f"--work-tree={tree}"]
 
@@ -85,14 +87,21 @@ class Run:
             subprocess.run(["git", "init", "-q", "--bare", git_dir], check=True)
 
         self.row(
-            group, "git add -A (fresh repo)", lambda: run_process([*git, "add", "-A"])[0], setup=git_init
+            group,
+            "git add -A (fresh repo)",
+            lambda: run_process([*git, "add", "-A", "--force"], cwd=tree)[0],
+            setup=git_init,
         )
         self._casd_capture(group, digest)
         self._buildstream(digest)
 
         group = "re-import (unchanged)"
         self.row(group, "casvfs import again", lambda: _task("import", self.store, tree)[0])
-        self.row(group, "git add -A (unchanged index)", lambda: run_process([*git, "add", "-A"])[0])
+        self.row(
+            group,
+            "git add -A (unchanged index)",
+            lambda: run_process([*git, "add", "-A", "--force"], cwd=tree)[0],
+        )
 
         group = "root digest only (no store writes)"
         self.row(group, "casvfs import --digest-only", lambda: _task("digest-only", tree)[0])
