@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 from typing import TYPE_CHECKING
 
 from benchmarks.suite import table
@@ -77,6 +78,7 @@ def write_report(runs: list[Run], machine: str, command: str) -> None:
         "",
     ]
     for run in runs:
-        lines += [f"## {run.name}", "", f"`{run.tree}`: {'; '.join(run.notes)}", ""]
+        # the tree's name only: the cache directory is this machine's business
+        lines += [f"## {run.name}", "", f"`{os.path.basename(run.tree)}`: {'; '.join(run.notes)}", ""]
         lines += [*_markdown(table(run.rows)), ""]
     (REPO / "docs" / "benchmarks.md").write_text("\n".join(lines))

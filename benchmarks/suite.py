@@ -374,5 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from benchmarks.report import write_report
 
-        write_report(results, machine(), " ".join(["python -m benchmarks", *(argv or sys.argv[1:])]))
+        options = [arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != args.json]
+        write_report(
+            results, machine(), " ".join(["bash scripts/bench.sh", *(o for o in options if o != "--json")])
+        )
     return 0
