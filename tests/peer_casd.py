@@ -83,13 +83,19 @@ def running_casd(workdir: Path) -> Iterator[str]:
         log.close()
 
 
-def capture_tree(address: str, path: Path, properties: Sequence[str] = ()) -> tuple[str, int]:
-    """buildbox-casd's root Directory digest for the host directory *path*."""
+def capture_command(address: str, path: Path, properties: Sequence[str] = ()) -> list[str]:
+    """The command that has buildbox-casd capture *path* and prints its digest as JSON."""
     python = peers_python()
     assert python is not None
     command = [str(python), str(REPO / "tests" / "casd_capture.py"), address, str(path)]
     for name in properties:
         command += ["--property", name]
+    return command
+
+
+def capture_tree(address: str, path: Path, properties: Sequence[str] = ()) -> tuple[str, int]:
+    """buildbox-casd's root Directory digest for the host directory *path*."""
+    command = capture_command(address, path, properties)
     done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"casd capture failed: {done.stderr}")

@@ -61,8 +61,3 @@ class BlobFiles:
             os.close(fd)
         self._open.clear()
         self._idle.clear()
-
-
-SMALL_BLOB = 128 * 1024
-"""Blobs up to this size are read whole at the first read: one trip to a worker
-thread serves every read of the handle (the kernel reads 128 KiB at a time)."""

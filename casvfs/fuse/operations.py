@@ -24,7 +24,7 @@ from casvfs.digest import Digest, digest_message
 from casvfs.directory.node import Node, directory_to_proto
 from casvfs.directory.types import FileType
 from casvfs.errors import CasvfsError
-from casvfs.fuse.blobfiles import SMALL_BLOB, BlobFiles
+from casvfs.fuse.blobfiles import BlobFiles
 from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.base import ContentStore
@@ -37,6 +37,9 @@ SNAPSHOT_XATTR = b"user.casvfs.snapshot"
 # Unmodified CAS content never changes: let the kernel keep what it learnt.
 STABLE_TIMEOUT = 86400.0
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+SMALL_BLOB = 128 * 1024
+"""Blobs up to this size are read whole at the first read: one trip to a worker
+thread serves every read of the handle (the kernel reads 128 KiB at a time)."""
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
@@ -68,7 +71,7 @@ class _Handle:
     fd: int | None = None
     """An open host file: the scratch copy, or the store's object file."""
     data: bytes | None = None
-    """The whole blob, for stores without object files."""
+    """The whole blob: a small one, or any from a store without object files."""
     shared: bool = False
     """*fd* belongs to the mount's :class:`BlobFiles`."""
 
