@@ -11,11 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 
 from casvfs.protos import remote_execution_pb2 as pb
 from tests.peer_casd import REPO, SETUP_HINT, peers_python
 
-GENERATED = ["casvfs/protos/remote_execution_pb2.py", "casvfs/protos/remote_execution_pb2.pyi"]
+GENERATED = [
+    f"casvfs/protos/{name}_pb2.{suffix}"
+    for name in ("remote_execution", "status", "bytestream")
+    for suffix in ("py", "pyi")
+]
 
 
 def test_generated_modules_are_current(tmp_path: Path) -> None:
@@ -78,6 +84,120 @@ def test_wire_format_matches_buildstreams_modules() -> None:
     assert theirs.files[0].node_properties.unix_mode.value == 0o755
     assert theirs.files[0].node_properties.properties[0].name == "owner"
     assert theirs.SerializeToString(deterministic=True).hex() == answer["bst"]
+
+
+SERVICE_MESSAGES_SIDE = r"""
+import json, sys
+from google.protobuf.json_format import MessageToDict
+from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as reapi
+from buildstream._protos.google.bytestream import bytestream_pb2 as bytestream
+modules = {"reapi": reapi, "bytestream": bytestream}
+answers = []
+for module, name, data in json.loads(sys.stdin.read()):
+    message = modules[module]
+    for part in name.split("."):
+        message = getattr(message, part)
+    parsed = message.FromString(bytes.fromhex(data))
+    answers.append(MessageToDict(parsed, preserving_proto_field_name=True))
+print(json.dumps(answers))
+"""
+
+
+def _service_messages() -> list[tuple[str, Message]]:
+    from casvfs.protos import bytestream_pb2 as bs
+
+    digest = pb.Digest(hash="ab" * 32, size_bytes=12)
+    directory = pb.Directory()
+    directory.files.add(name="f", digest=digest, is_executable=True)
+    status = {"code": 5, "message": "missing"}
+    return [
+        ("reapi", pb.FindMissingBlobsRequest(instance_name="i", blob_digests=[digest], digest_function=1)),
+        ("reapi", pb.FindMissingBlobsResponse(missing_blob_digests=[digest, digest])),
+        (
+            "reapi",
+            pb.BatchUpdateBlobsRequest(
+                instance_name="i",
+                requests=[pb.BatchUpdateBlobsRequest.Request(digest=digest, data=b"hello", compressor=1)],
+                digest_function=1,
+            ),
+        ),
+        (
+            "reapi",
+            pb.BatchUpdateBlobsResponse(
+                responses=[pb.BatchUpdateBlobsResponse.Response(digest=digest, status=status)]
+            ),
+        ),
+        (
+            "reapi",
+            pb.BatchReadBlobsRequest(
+                instance_name="i", digests=[digest], acceptable_compressors=[0, 1], digest_function=1
+            ),
+        ),
+        (
+            "reapi",
+            pb.BatchReadBlobsResponse(
+                responses=[
+                    pb.BatchReadBlobsResponse.Response(digest=digest, data=b"x", status=status, compressor=2)
+                ]
+            ),
+        ),
+        (
+            "reapi",
+            pb.GetTreeRequest(
+                instance_name="i", root_digest=digest, page_size=7, page_token="t", digest_function=1
+            ),
+        ),
+        ("reapi", pb.GetTreeResponse(directories=[directory, directory], next_page_token="n")),
+        ("reapi", pb.GetCapabilitiesRequest(instance_name="i")),
+        (
+            "reapi",
+            pb.ServerCapabilities(
+                cache_capabilities=pb.CacheCapabilities(
+                    digest_functions=[1, 5],
+                    max_batch_total_size_bytes=4 << 20,
+                    supported_compressors=[1],
+                    supported_batch_update_compressors=[2],
+                )
+            ),
+        ),
+        ("bytestream", bs.ReadRequest(resource_name="i/blobs/h/1", read_offset=3, read_limit=9)),
+        ("bytestream", bs.ReadResponse(data=b"chunk")),
+        (
+            "bytestream",
+            bs.WriteRequest(
+                resource_name="i/uploads/u/blobs/h/1", write_offset=4, finish_write=True, data=b"d"
+            ),
+        ),
+        ("bytestream", bs.WriteResponse(committed_size=11)),
+        ("bytestream", bs.QueryWriteStatusRequest(resource_name="r")),
+        ("bytestream", bs.QueryWriteStatusResponse(committed_size=2, complete=True)),
+    ]
+
+
+def _name_in_package(message: Message) -> str:
+    descriptor = message.DESCRIPTOR
+    return descriptor.full_name[len(descriptor.file.package) + 1 :]
+
+
+def test_service_messages_match_buildstreams_modules() -> None:
+    """Every CAS/ByteStream message casvfs sends or reads parses field for field
+    in BuildStream's own REAPI modules."""
+    python = _peers()
+    messages = _service_messages()
+    payload = [
+        (module, _name_in_package(message), message.SerializeToString(deterministic=True).hex())
+        for module, message in messages
+    ]
+    done = subprocess.run(
+        [str(python), "-c", SERVICE_MESSAGES_SIDE],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    answers = json.loads(done.stdout)
+    for (_module, message), theirs in zip(messages, answers, strict=True):
+        assert theirs == MessageToDict(message, preserving_proto_field_name=True), message.DESCRIPTOR.name
 
 
 COEXIST = r"""

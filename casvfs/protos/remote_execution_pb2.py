@@ -14,29 +14,66 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
+from casvfs.protos import status_pb2 as casvfs_dot_protos_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$casvfs/protos/remote_execution.proto\x12\x0f\x63\x61svfs.reapi.v2\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\"*\n\x06\x44igest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"+\n\x0cNodeProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9f\x01\n\x0eNodeProperties\x12\x31\n\nproperties\x18\x01 \x03(\x0b\x32\x1d.casvfs.reapi.v2.NodeProperty\x12)\n\x05mtime\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tunix_mode\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\"\x9e\x01\n\x08\x46ileNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x38\n\x0fnode_properties\x18\x06 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06\"F\n\rDirectoryNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\"k\n\x0bSymlinkNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x38\n\x0fnode_properties\x18\x04 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04\"\xda\x01\n\tDirectory\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.casvfs.reapi.v2.FileNode\x12\x33\n\x0b\x64irectories\x18\x02 \x03(\x0b\x32\x1e.casvfs.reapi.v2.DirectoryNode\x12.\n\x08symlinks\x18\x03 \x03(\x0b\x32\x1c.casvfs.reapi.v2.SymlinkNode\x12\x38\n\x0fnode_properties\x18\x05 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x04\x10\x05\"^\n\x04Tree\x12(\n\x04root\x18\x01 \x01(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12,\n\x08\x63hildren\x18\x02 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directoryb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$casvfs/protos/remote_execution.proto\x12\x0f\x63\x61svfs.reapi.v2\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x1a\x63\x61svfs/protos/status.proto\"*\n\x06\x44igest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"+\n\x0cNodeProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9f\x01\n\x0eNodeProperties\x12\x31\n\nproperties\x18\x01 \x03(\x0b\x32\x1d.casvfs.reapi.v2.NodeProperty\x12)\n\x05mtime\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tunix_mode\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\"\x9e\x01\n\x08\x46ileNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x38\n\x0fnode_properties\x18\x06 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06\"F\n\rDirectoryNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\"k\n\x0bSymlinkNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x38\n\x0fnode_properties\x18\x04 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04\"\xda\x01\n\tDirectory\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.casvfs.reapi.v2.FileNode\x12\x33\n\x0b\x64irectories\x18\x02 \x03(\x0b\x32\x1e.casvfs.reapi.v2.DirectoryNode\x12.\n\x08symlinks\x18\x03 \x03(\x0b\x32\x1c.casvfs.reapi.v2.SymlinkNode\x12\x38\n\x0fnode_properties\x18\x05 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x04\x10\x05\"^\n\x04Tree\x12(\n\x04root\x18\x01 \x01(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12,\n\x08\x63hildren\x18\x02 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directory\"\x8f\x01\n\x0e\x44igestFunction\"}\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06SHA256\x10\x01\x12\x08\n\x04SHA1\x10\x02\x12\x07\n\x03MD5\x10\x03\x12\x07\n\x03VSO\x10\x04\x12\n\n\x06SHA384\x10\x05\x12\n\n\x06SHA512\x10\x06\x12\x0b\n\x07MURMUR3\x10\x07\x12\x0e\n\nSHA256TREE\x10\x08\x12\n\n\x06\x42LAKE3\x10\t\"F\n\nCompressor\"8\n\x05Value\x12\x0c\n\x08IDENTITY\x10\x00\x12\x08\n\x04ZSTD\x10\x01\x12\x0b\n\x07\x44\x45\x46LATE\x10\x02\x12\n\n\x06\x42ROTLI\x10\x03\"\x9f\x01\n\x17\x46indMissingBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12-\n\x0c\x62lob_digests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12>\n\x0f\x64igest_function\x18\x03 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"Q\n\x18\x46indMissingBlobsResponse\x12\x35\n\x14missing_blob_digests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\"\xad\x02\n\x17\x42\x61tchUpdateBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12\x42\n\x08requests\x18\x02 \x03(\x0b\x32\x30.casvfs.reapi.v2.BatchUpdateBlobsRequest.Request\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x1aw\n\x07Request\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x35\n\ncompressor\x18\x03 \x01(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xba\x01\n\x18\x42\x61tchUpdateBlobsResponse\x12\x45\n\tresponses\x18\x01 \x03(\x0b\x32\x32.casvfs.reapi.v2.BatchUpdateBlobsResponse.Response\x1aW\n\x08Response\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.casvfs.rpc.Status\"\xdb\x01\n\x15\x42\x61tchReadBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12(\n\x07\x64igests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x41\n\x16\x61\x63\x63\x65ptable_compressors\x18\x03 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\x12>\n\x0f\x64igest_function\x18\x04 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"\xfc\x01\n\x16\x42\x61tchReadBlobsResponse\x12\x43\n\tresponses\x18\x01 \x03(\x0b\x32\x30.casvfs.reapi.v2.BatchReadBlobsResponse.Response\x1a\x9c\x01\n\x08Response\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.casvfs.rpc.Status\x12\x35\n\ncompressor\x18\x04 \x01(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xbc\x01\n\x0eGetTreeRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12,\n\x0broot_digest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"[\n\x0fGetTreeResponse\x12/\n\x0b\x64irectories\x18\x01 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16GetCapabilitiesRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\"T\n\x12ServerCapabilities\x12>\n\x12\x63\x61\x63he_capabilities\x18\x01 \x01(\x0b\x32\".casvfs.reapi.v2.CacheCapabilities\"\x89\x02\n\x11\x43\x61\x63heCapabilities\x12?\n\x10\x64igest_functions\x18\x01 \x03(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x12\"\n\x1amax_batch_total_size_bytes\x18\x04 \x01(\x03\x12@\n\x15supported_compressors\x18\x06 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\x12M\n\"supported_batch_update_compressors\x18\x07 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Valueb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'casvfs.protos.remote_execution_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_DIGEST']._serialized_start=122
-  _globals['_DIGEST']._serialized_end=164
-  _globals['_NODEPROPERTY']._serialized_start=166
-  _globals['_NODEPROPERTY']._serialized_end=209
-  _globals['_NODEPROPERTIES']._serialized_start=212
-  _globals['_NODEPROPERTIES']._serialized_end=371
-  _globals['_FILENODE']._serialized_start=374
-  _globals['_FILENODE']._serialized_end=532
-  _globals['_DIRECTORYNODE']._serialized_start=534
-  _globals['_DIRECTORYNODE']._serialized_end=604
-  _globals['_SYMLINKNODE']._serialized_start=606
-  _globals['_SYMLINKNODE']._serialized_end=713
-  _globals['_DIRECTORY']._serialized_start=716
-  _globals['_DIRECTORY']._serialized_end=934
-  _globals['_TREE']._serialized_start=936
-  _globals['_TREE']._serialized_end=1030
+  _globals['_DIGEST']._serialized_start=150
+  _globals['_DIGEST']._serialized_end=192
+  _globals['_NODEPROPERTY']._serialized_start=194
+  _globals['_NODEPROPERTY']._serialized_end=237
+  _globals['_NODEPROPERTIES']._serialized_start=240
+  _globals['_NODEPROPERTIES']._serialized_end=399
+  _globals['_FILENODE']._serialized_start=402
+  _globals['_FILENODE']._serialized_end=560
+  _globals['_DIRECTORYNODE']._serialized_start=562
+  _globals['_DIRECTORYNODE']._serialized_end=632
+  _globals['_SYMLINKNODE']._serialized_start=634
+  _globals['_SYMLINKNODE']._serialized_end=741
+  _globals['_DIRECTORY']._serialized_start=744
+  _globals['_DIRECTORY']._serialized_end=962
+  _globals['_TREE']._serialized_start=964
+  _globals['_TREE']._serialized_end=1058
+  _globals['_DIGESTFUNCTION']._serialized_start=1061
+  _globals['_DIGESTFUNCTION']._serialized_end=1204
+  _globals['_DIGESTFUNCTION_VALUE']._serialized_start=1079
+  _globals['_DIGESTFUNCTION_VALUE']._serialized_end=1204
+  _globals['_COMPRESSOR']._serialized_start=1206
+  _globals['_COMPRESSOR']._serialized_end=1276
+  _globals['_COMPRESSOR_VALUE']._serialized_start=1220
+  _globals['_COMPRESSOR_VALUE']._serialized_end=1276
+  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_start=1279
+  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_end=1438
+  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_start=1440
+  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_end=1521
+  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_start=1524
+  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_end=1825
+  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_start=1706
+  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_end=1825
+  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_start=1828
+  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_end=2014
+  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_start=1927
+  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_end=2014
+  _globals['_BATCHREADBLOBSREQUEST']._serialized_start=2017
+  _globals['_BATCHREADBLOBSREQUEST']._serialized_end=2236
+  _globals['_BATCHREADBLOBSRESPONSE']._serialized_start=2239
+  _globals['_BATCHREADBLOBSRESPONSE']._serialized_end=2491
+  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_start=2335
+  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_end=2491
+  _globals['_GETTREEREQUEST']._serialized_start=2494
+  _globals['_GETTREEREQUEST']._serialized_end=2682
+  _globals['_GETTREERESPONSE']._serialized_start=2684
+  _globals['_GETTREERESPONSE']._serialized_end=2775
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=2777
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=2824
+  _globals['_SERVERCAPABILITIES']._serialized_start=2826
+  _globals['_SERVERCAPABILITIES']._serialized_end=2910
+  _globals['_CACHECAPABILITIES']._serialized_start=2913
+  _globals['_CACHECAPABILITIES']._serialized_end=3178
 # @@protoc_insertion_point(module_scope)
