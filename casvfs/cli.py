@@ -8,14 +8,18 @@ import sys
 import tarfile
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from casvfs.digest import Digest
 from casvfs.directory.casdir import CasDirectory
 from casvfs.directory.changes import diff
 from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.types import FileType
-from casvfs.errors import CasvfsError
+from casvfs.errors import CasvfsError, StoreError
 from casvfs.store import ContentStore, DigestOnlyStore, LocalStore
+
+if TYPE_CHECKING:
+    from casvfs.remote import LayeredStore
 
 
 def default_store_dir() -> str:
@@ -56,11 +60,51 @@ class Progress:
             sys.stderr.flush()
 
 
-def _tree(args: argparse.Namespace, store: LocalStore) -> CasDirectory:
+def default_config_file() -> str | None:
+    """``$CASVFS_CONFIG``, else ``$XDG_CONFIG_HOME/casvfs/config.yaml`` (or
+    ``~/.config/…``) if that file exists, else None."""
+    if os.environ.get("CASVFS_CONFIG"):
+        return os.environ["CASVFS_CONFIG"]
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    path = os.path.join(base, "casvfs", "config.yaml")
+    return path if os.path.exists(path) else None
+
+
+def open_store(args: argparse.Namespace) -> ContentStore:
+    """The local store, behind the configured remotes if there are any."""
+    local = LocalStore(args.store)
+    if not (args.remote or args.config or args.project_config):
+        return local
+    from casvfs.remote import LayeredStore, RemoteConfig, RemoteSpec  # needs the remote extra
+
+    extra = [RemoteSpec(url, instance_name=args.instance_name, push=True) for url in args.remote]
+    config = RemoteConfig.load(args.config, args.project_config, extra=extra)
+    return LayeredStore(local, config) if config.remotes else local
+
+
+def _store_options(args: argparse.Namespace) -> list[str]:
+    """The global options that recreate *args*' store in a child process."""
+    options = ["--store", args.store, "--instance-name", args.instance_name]
+    for url in args.remote:
+        options += ["--remote", url]
+    if args.config:
+        options += ["--config", os.path.abspath(args.config)]
+    if args.project_config:
+        options += ["--project-config", os.path.abspath(args.project_config)]
+    return options
+
+
+def _local(store: ContentStore) -> LocalStore:
+    local = getattr(store, "local", store)
+    assert isinstance(local, LocalStore)
+    return local
+
+
+def _tree(args: argparse.Namespace, store: ContentStore) -> CasDirectory:
     return CasDirectory(store, Digest.parse(args.digest))
 
 
-def _cmd_import(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_import(args: argparse.Namespace, store: ContentStore) -> None:
     # --digest-only hashes without writing: nothing reaches the store
     target: ContentStore = DigestOnlyStore() if args.digest_only else store
     progress = Progress("hashing" if args.digest_only else "importing")
@@ -71,7 +115,7 @@ def _cmd_import(args: argparse.Namespace, store: LocalStore) -> None:
     print(digest)
 
 
-def _cmd_ls(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_ls(args: argparse.Namespace, store: ContentStore) -> None:
     tree = _tree(args, store).open_directory(args.path, follow_symlinks=True)
     paths = list(tree.list_relative_paths()) if args.recursive else list(tree)
     for path in paths:
@@ -88,14 +132,14 @@ def _cmd_ls(args: argparse.Namespace, store: LocalStore) -> None:
             print(f"{kind} {stat.size:>10} {path}  {tree.file_digest(path)}")
 
 
-def _cmd_cat(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_cat(args: argparse.Namespace, store: ContentStore) -> None:
     with _tree(args, store).open_file(args.path, mode="rb") as stream:
         while chunk := stream.read(1 << 20):
             sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
 
 
-def _cmd_export(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_export(args: argparse.Namespace, store: ContentStore) -> None:
     progress = Progress("exporting")
     try:
         _tree(args, store).export_files(args.directory, can_link=args.link, progress=progress)
@@ -103,7 +147,7 @@ def _cmd_export(args: argparse.Namespace, store: LocalStore) -> None:
         progress.done()
 
 
-def _cmd_tar(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_tar(args: argparse.Namespace, store: ContentStore) -> None:
     tree = _tree(args, store)
     if args.file == "-":
         with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
@@ -113,7 +157,7 @@ def _cmd_tar(args: argparse.Namespace, store: LocalStore) -> None:
             tree.export_to_tar(archive, "")
 
 
-def _cmd_diff(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_diff(args: argparse.Namespace, store: ContentStore) -> None:
     changes = diff(CasDirectory(store, Digest.parse(args.a)), CasDirectory(store, Digest.parse(args.b)))
     lines = [(path, "+") for path in changes.added]
     lines += [(path, "-") for path in changes.removed]
@@ -124,8 +168,8 @@ def _cmd_diff(args: argparse.Namespace, store: LocalStore) -> None:
         raise SystemExit(1)
 
 
-def _cmd_fsck(args: argparse.Namespace, store: LocalStore) -> None:
-    report = store.fsck(repair=args.repair)
+def _cmd_fsck(args: argparse.Namespace, store: ContentStore) -> None:
+    report = _local(store).fsck(repair=args.repair)
     for path in report.corrupt:
         print(f"corrupt: {path}")
     for path in report.removed:
@@ -135,7 +179,38 @@ def _cmd_fsck(args: argparse.Namespace, store: LocalStore) -> None:
         raise SystemExit(1)
 
 
-def _cmd_mount(args: argparse.Namespace, store: LocalStore) -> None:
+def _layered(store: ContentStore) -> LayeredStore:
+    from casvfs.remote import LayeredStore
+
+    if not isinstance(store, LayeredStore):
+        raise StoreError(
+            "no remote is configured (use --remote URL or a configuration file)", reason="no-remote"
+        )
+    return store
+
+
+def _cmd_push(args: argparse.Namespace, store: ContentStore) -> None:
+    layered = _layered(store)
+    for report in layered.push(Digest.parse(args.digest)):
+        print(
+            f"{report.remote}: sent {report.missing} of {report.blobs} blobs "
+            f"({report.bytes_sent} bytes) in {report.seconds:.2f} s"
+        )
+
+
+def _cmd_pull(args: argparse.Namespace, store: ContentStore) -> None:
+    layered = _layered(store)
+    root = Digest.parse(args.digest)
+    if args.path:
+        # only the directories on the way are fetched
+        subtree = CasDirectory(layered, root).open_directory(args.path, follow_symlinks=True)
+        assert isinstance(subtree, CasDirectory)
+        root = subtree.get_digest()
+    layered.pull(root, tree_only=args.tree_only)
+    print(root)
+
+
+def _cmd_mount(args: argparse.Namespace, store: ContentStore) -> None:
     digest = Digest.parse(args.digest)
     if args.background:
         _mount_in_background(args)
@@ -156,8 +231,7 @@ def _mount_in_background(args: argparse.Namespace) -> None:
         sys.executable,
         "-m",
         "casvfs.cli",
-        "--store",
-        args.store,
+        *_store_options(args),
         "mount",
         args.digest,
         args.mountpoint,
@@ -189,13 +263,13 @@ def _mount_in_background(args: argparse.Namespace) -> None:
     print(child.pid)
 
 
-def _cmd_snapshot(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_snapshot(args: argparse.Namespace, store: ContentStore) -> None:
     from casvfs.fuse.mount import snapshot_of
 
     print(snapshot_of(args.mountpoint))
 
 
-def _cmd_umount(args: argparse.Namespace, store: LocalStore) -> None:
+def _cmd_umount(args: argparse.Namespace, store: ContentStore) -> None:
     import subprocess
 
     from casvfs.fuse.mount import snapshot_of
@@ -214,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         default=default_store_dir(),
         help="local store directory (default: $CASVFS_STORE or the XDG cache dir)",
+    )
+    parser.add_argument(
+        "--remote",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a remote CAS to read missing blobs from and push to (repeatable; before configured ones)",
+    )
+    parser.add_argument("--instance-name", default="", help="REAPI instance name of the --remote remotes")
+    parser.add_argument(
+        "--config",
+        default=default_config_file(),
+        metavar="FILE",
+        help="user configuration of remotes (default: $CASVFS_CONFIG or $XDG_CONFIG_HOME/casvfs/config.yaml)",
+    )
+    parser.add_argument(
+        "--project-config", metavar="FILE", help="a project's configuration recommending remotes"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -277,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("mountpoint")
     command.set_defaults(run=_cmd_umount)
 
+    command = commands.add_parser("push", help="upload a tree to the remotes marked push")
+    command.add_argument("digest")
+    command.set_defaults(run=_cmd_push)
+
+    command = commands.add_parser("pull", help="fetch a tree (or one subdirectory of it) from the remotes")
+    command.add_argument("digest")
+    command.add_argument("--path", default="", help="only this subdirectory of the tree (a prefetch)")
+    command.add_argument(
+        "--tree-only", action="store_true", help="only the Directory messages; file blobs arrive when read"
+    )
+    command.set_defaults(run=_cmd_pull)
+
     command = commands.add_parser("fsck", help="verify every object of the local store")
     command.add_argument("--repair", action="store_true", help="delete corrupt objects")
     command.set_defaults(run=_cmd_fsck)
@@ -287,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 difference/failure, 2 usage)."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args, LocalStore(args.store))
+        args.run(args, open_store(args))
     except (CasvfsError, ValueError) as error:
         print(f"casvfs: error: {error}", file=sys.stderr)
         return 1

@@ -25,6 +25,13 @@ REASON_BLOB_CORRUPT = "blob-corrupt"
 REASON_IO_ERROR = "io-error"
 REASON_INVALID_DIGEST = "invalid-digest"
 REASON_STORE_MISMATCH = "store-mismatch"
+REASON_REMOTE_UNAVAILABLE = "remote-unavailable"
+REASON_REMOTE_TIMEOUT = "remote-timeout"
+REASON_REMOTE_DENIED = "remote-denied"
+REASON_REMOTE_ERROR = "remote-error"
+REASON_REMOTE_UNSUPPORTED = "remote-unsupported"
+REASON_NO_REMOTE = "no-remote"
+REASON_INVALID_CONFIG = "invalid-config"
 
 
 class CasvfsError(Exception):
@@ -49,3 +56,21 @@ class StoreError(CasvfsError):
 
 class DigestError(CasvfsError, ValueError):
     """A digest string or message is malformed."""
+
+
+class RemoteError(StoreError):
+    """A call to a remote CAS failed. The message names the remote (its URL, never
+    its credentials), the call and, where one is concerned, the digest.
+
+    :param remote: the remote's URL.
+    :param call: the REAPI method, e.g. ``BatchReadBlobs``.
+    """
+
+    def __init__(self, message: str, *, reason: str, remote: str, call: str) -> None:
+        super().__init__(message, reason=reason)
+        self.remote = remote
+        self.call = call
+
+
+class ConfigError(CasvfsError, ValueError):
+    """A remote configuration is invalid (reason ``invalid-config``)."""

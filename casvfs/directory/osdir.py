@@ -208,7 +208,7 @@ def export_tree(source: SourceTree, to_directory: str, *, link: bool, progress: 
     """Write *source* into the host directory *to_directory* (made if missing) with
     the merge rules of :meth:`Directory.import_files`. An invalid source tree is
     refused before anything is written."""
-    source.validate()
+    source.prepare_export()
     OsDirectory(to_directory, create=True)._import_tree(
         source,
         filter_callback=None,

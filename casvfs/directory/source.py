@@ -44,9 +44,11 @@ class SourceTree(abc.ABC):
         """The directory's own properties (mtime, mode), or None."""
 
     @abc.abstractmethod
-    def validate(self) -> None:
+    def prepare_export(self) -> None:
         """Load and check every directory below, so that a tree holding an invalid
-        ``Directory`` message is refused before anything is written."""
+        ``Directory`` message is refused before anything is written, and have the
+        store make the file blobs local (a store backed by remotes fetches the
+        missing ones in batches rather than one at a time as files are written)."""
 
 
 class CasSource(SourceTree):
@@ -98,9 +100,12 @@ class CasSource(SourceTree):
         self._load()
         return self._own
 
-    def validate(self) -> None:
-        for _digest, _message in self._store.get_tree(self._digest):
-            pass
+    def prepare_export(self) -> None:
+        files: dict[Digest, None] = {}
+        for _digest, message in self._store.get_tree(self._digest):
+            for node in message.files:
+                files[Digest.from_proto(node.digest)] = None
+        self._store.fetch_missing(files)
 
 
 @dataclass
@@ -161,8 +166,8 @@ class HostSource(SourceTree):
     def entries(self) -> list[Node]:
         return self.nodes
 
-    def validate(self) -> None:
-        """A host tree was listed with ``lstat`` when scanned: nothing to check."""
+    def prepare_export(self) -> None:
+        """A host tree was listed with ``lstat`` when scanned: nothing to check or fetch."""
 
     def child(self, name: str) -> SourceTree:
         return self.children[name]

@@ -10,8 +10,8 @@ from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
 
-from casvfs.digest import Digest, digest_message, serialize_message
-from casvfs.errors import REASON_INVALID_DIRECTORY, DirectoryError
+from casvfs.digest import Digest, digest_bytes, digest_message, serialize_message
+from casvfs.errors import REASON_BLOB_CORRUPT, REASON_INVALID_DIRECTORY, DirectoryError, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.statcache import StatCache
 from casvfs.store.validation import validate_directory
@@ -55,6 +55,23 @@ class ContentStore(abc.ABC):
     def put_stream(self, stream: BinaryIO) -> Digest:
         """Store everything left in *stream* and return its digest."""
         return self.put_bytes(stream.read())
+
+    def put_verified(self, expected: Digest, chunks: Iterable[bytes]) -> None:
+        """Store the concatenated *chunks* as the blob *expected*, unless they do not
+        hash to it: then raise :class:`StoreError` ``blob-corrupt`` and store nothing.
+        This is how blobs from untrusted sources (remotes) enter a store."""
+        data = b"".join(chunks)
+        actual = digest_bytes(data)
+        if actual != expected:
+            raise StoreError(f"content for {expected} hashes to {actual}", reason=REASON_BLOB_CORRUPT)
+        self.put_bytes(data)
+
+    def fetch_missing(self, digests: Iterable[Digest]) -> None:
+        """Make the blobs *digests* local where this store can fetch them (a store
+        backed by remotes fetches them in batches, see
+        :class:`~casvfs.remote.LayeredStore`). A purely local store has nothing to
+        fetch: blobs it lacks stay missing and fail when read."""
+        del digests
 
     def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
         """A read-only host file holding the blob, with mode 0o555 if *executable*

@@ -10,7 +10,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -204,11 +204,31 @@ class LocalStore(ContentStore):
 
     def _put_large(self, source: BinaryIO, head: bytes) -> Digest:
         """Hash and copy to a temp file in one pass, then publish if new."""
-        hasher = hashlib.sha256(head)
-        size = len(head)
-        tmp, fd = self._write_new(head)
+        chunks = itertools.chain((head,), iter(lambda: source.read(CHUNK_SIZE), b""))
+        tmp, fd, digest = self._write_hashed(chunks)
+        self._publish_new(tmp, fd, digest)
+        return digest
+
+    def put_verified(self, expected: Digest, chunks: Iterable[bytes]) -> None:
+        # one pass: hashed while written to a temp file that is published only on a match
         try:
-            while chunk := source.read(CHUNK_SIZE):
+            tmp, fd, actual = self._write_hashed(chunks)
+            if actual != expected:
+                os.close(fd)
+                os.unlink(tmp)
+                raise StoreError(f"content for {expected} hashes to {actual}", reason=REASON_BLOB_CORRUPT)
+            self._publish_new(tmp, fd, actual)
+        except OSError as error:
+            raise StoreError(f"cannot store blob {expected}: {error}", reason=REASON_IO_ERROR) from None
+
+    def _write_hashed(self, chunks: Iterable[bytes]) -> tuple[str, int, Digest]:
+        """Write *chunks* to a new temp file while hashing them; return its path,
+        open descriptor and the content's digest."""
+        hasher = hashlib.sha256()
+        size = 0
+        tmp, fd = self._write_new(b"")
+        try:
+            for chunk in chunks:
                 hasher.update(chunk)
                 _write_all(fd, chunk)
                 size += len(chunk)
@@ -216,13 +236,15 @@ class LocalStore(ContentStore):
             os.close(fd)
             os.unlink(tmp)
             raise
-        digest = Digest(hasher.hexdigest(), size)
+        return tmp, fd, Digest(hasher.hexdigest(), size)
+
+    def _publish_new(self, tmp: str, fd: int, digest: Digest) -> None:
+        """Publish the temp file as the object *digest*, or drop it if that exists."""
         if self.has(digest):
             os.close(fd)
             os.unlink(tmp)
         else:
             self._publish(tmp, fd, self.object_path(digest))
-        return digest
 
     def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
         path = self.object_path(digest)

@@ -1,0 +1,202 @@
+"""A local store in front of an ordered list of remote CAS servers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
+
+from casvfs.digest import Digest
+from casvfs.errors import (
+    REASON_BLOB_MISSING,
+    REASON_NO_REMOTE,
+    REASON_REMOTE_TIMEOUT,
+    REASON_REMOTE_UNAVAILABLE,
+    REASON_REMOTE_UNSUPPORTED,
+    CasvfsError,
+    RemoteError,
+    StoreError,
+)
+from casvfs.remote.client import DEFAULT_BATCH_BYTES, CasClient, missing_error
+from casvfs.remote.config import RemoteConfig, RemoteSpec
+from casvfs.remote.fetcher import BlobFetcher
+from casvfs.remote.transfer import PushReport, push_tree, tree_blobs, tree_from_remote, walk_fetching
+from casvfs.store.base import ContentStore
+from casvfs.store.statcache import StatCache
+
+log = logging.getLogger("casvfs.remote")
+
+DOWN_SECONDS = 30.0
+"""How long a remote that was down or timed out is skipped before being tried again."""
+FETCH_THREADS = 4
+# GetTree failures after which the next remote is asked
+_TRY_NEXT = (REASON_BLOB_MISSING, REASON_REMOTE_UNSUPPORTED)
+
+
+class LayeredStore(ContentStore):
+    """A :class:`ContentStore` that keeps everything in *local* and fetches blobs it
+    lacks from *remotes* when their content is first needed: ``open``,
+    ``read_bytes``, ``local_path`` (exports, FUSE reads) and :meth:`fetch_missing`.
+    ``has`` and ``find_missing`` answer for the local store only.
+
+    Reads try the remotes in order; the first that has a blob provides it. A
+    remote that is unreachable or times out is skipped, with a warning, for
+    :data:`DOWN_SECONDS`. Fetches from many threads are de-duplicated and batched.
+    Writes go to the local store; :meth:`push` sends a tree to the remotes marked
+    ``push``.
+
+    :param local: the local store (usually a :class:`~casvfs.store.LocalStore`).
+    :param remotes: the remotes, as a :class:`RemoteConfig`, specs or clients.
+    """
+
+    def __init__(
+        self,
+        local: ContentStore,
+        remotes: RemoteConfig | Sequence[RemoteSpec | CasClient],
+    ) -> None:
+        specs = remotes.remotes if isinstance(remotes, RemoteConfig) else remotes
+        self.local = local
+        self.remotes: tuple[CasClient, ...] = tuple(
+            item if isinstance(item, CasClient) else CasClient(item) for item in specs
+        )
+        self._down_until: dict[str, float] = {}
+        self._down_lock = threading.Lock()
+        self._fetcher = BlobFetcher(self._fetch_batch, threads=FETCH_THREADS, batch_bytes=DEFAULT_BATCH_BYTES)
+
+    def __repr__(self) -> str:
+        return f"LayeredStore({self.local!r}, {[client.url for client in self.remotes]!r})"
+
+    def close(self) -> None:
+        """Close the remotes' connections."""
+        for client in self.remotes:
+            client.close()
+
+    @property
+    def calls(self) -> dict[str, int]:
+        """RPC attempts made so far, per method, summed over the remotes."""
+        total: dict[str, int] = {}
+        for client in self.remotes:
+            for method, count in client.calls.items():
+                total[method] = total.get(method, 0) + count
+        return total
+
+    # -- the local side --------------------------------------------------------------
+
+    def has(self, digest: Digest) -> bool:
+        return self.local.has(digest)
+
+    def find_missing(self, digests: Iterable[Digest]) -> list[Digest]:
+        return self.local.find_missing(digests)
+
+    def put_bytes(self, data: bytes) -> Digest:
+        return self.local.put_bytes(data)
+
+    def put_file(self, path: str | os.PathLike[str]) -> Digest:
+        return self.local.put_file(path)
+
+    def put_stream(self, stream: BinaryIO) -> Digest:
+        return self.local.put_stream(stream)
+
+    def put_verified(self, expected: Digest, chunks: Iterable[bytes]) -> None:
+        self.local.put_verified(expected, chunks)
+
+    def stat_cache(self) -> StatCache | None:
+        return self.local.stat_cache()
+
+    # -- reads that fetch ------------------------------------------------------------
+
+    def open(self, digest: Digest) -> BinaryIO:
+        self.fetch_missing((digest,))
+        return self.local.open(digest)
+
+    def read_bytes(self, digest: Digest) -> bytes:
+        self.fetch_missing((digest,))
+        return self.local.read_bytes(digest)
+
+    def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
+        self.fetch_missing((digest,))
+        return self.local.local_path(digest, executable=executable)
+
+    def fetch_missing(self, digests: Iterable[Digest]) -> None:
+        """Fetch the blobs among *digests* the local store lacks, in batches; raise
+        ``blob-missing`` for one no reachable remote has."""
+        missing = self.local.find_missing(digests)
+        if missing:
+            self._fetcher.fetch(missing)
+
+    def _fetch_batch(self, batch: list[Digest]) -> dict[Digest, CasvfsError]:
+        remaining = list(batch)
+        tried: list[str] = []
+        for client in self._reachable():
+            try:
+                found = client.download(remaining, self.local)
+            except RemoteError as error:
+                if not self._skip_if_down(client, error):
+                    # what arrived before the failure is kept and usable
+                    return {digest: error for digest in remaining if not self.local.has(digest)}
+                continue
+            tried.append(client.url)
+            remaining = [digest for digest in remaining if digest not in found]
+            if not remaining:
+                break
+        return {digest: missing_error(digest, tried) for digest in remaining}
+
+    def _reachable(self) -> list[CasClient]:
+        now = time.monotonic()
+        with self._down_lock:
+            return [client for client in self.remotes if self._down_until.get(client.url, 0.0) <= now]
+
+    def _skip_if_down(self, client: CasClient, error: RemoteError) -> bool:
+        """Mark *client* down after an unreachable/timeout *error*; False for other errors."""
+        if error.reason not in (REASON_REMOTE_UNAVAILABLE, REASON_REMOTE_TIMEOUT):
+            return False
+        log.warning("skipping remote %s for %.0f s: %s", client.url, DOWN_SECONDS, error)
+        with self._down_lock:
+            self._down_until[client.url] = time.monotonic() + DOWN_SECONDS
+        return True
+
+    # -- whole trees ----------------------------------------------------------------
+
+    def pull(self, root: Digest, *, tree_only: bool = False) -> None:
+        """Make the tree *root* local: its ``Directory`` messages (with one
+        ``GetTree`` from the first remote that has them) and, unless *tree_only*,
+        every file blob, in batches. Any subtree digest works as *root*
+        (a prefetch)."""
+        if not self._directories_local(root):
+            self._pull_directories(root)
+        if not tree_only:
+            self.fetch_missing(tree_blobs(self.local, root, directories=False))
+
+    def _directories_local(self, root: Digest) -> bool:
+        try:
+            for _digest, _message in self.local.get_tree(root):
+                pass
+        except StoreError:
+            return False
+        return True
+
+    def _pull_directories(self, root: Digest) -> None:
+        for client in self._reachable():
+            try:
+                tree_from_remote(client, root, self.local)
+                return
+            except RemoteError as error:
+                if not self._skip_if_down(client, error) and error.reason not in _TRY_NEXT:
+                    raise
+        # no remote has the whole tree or offers GetTree: fetch it level by level
+        # from whichever remotes have each part
+        walk_fetching(self, root)
+
+    def push(self, root: Digest) -> list[PushReport]:
+        """Upload the tree *root* to every remote marked ``push``: one
+        ``FindMissingBlobs`` pass, then only the missing blobs, in batches.
+        Blobs missing locally are fetched from the remotes first."""
+        pushers = [client for client in self.remotes if client.spec.push]
+        if not pushers:
+            raise StoreError("no remote is configured with push: true", reason=REASON_NO_REMOTE)
+        digests = tree_blobs(self, root, directories=True)
+        self.fetch_missing(digests)
+        return [push_tree(client, self.local, digests) for client in pushers]
