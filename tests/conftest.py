@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from casvfs import CasDirectory, ContentStore, Directory, LocalStore, MemoryStore, OsDirectory
+from tests.remote_servers import buildgrid_server, casd_server, server  # noqa: F401 - shared fixtures
 from tests.trees import Spec, build_host
 
 MakeDirectory = Callable[[Spec], Directory]

@@ -33,6 +33,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.peer_casd import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SETUP_HINT = (
     "python3 -m venv .tools/buildgrid && .tools/buildgrid/bin/pip install buildgrid==0.4.4 "
@@ -77,13 +79,6 @@ def _bgd_script(python: Path) -> Path | None:
     """The ``bgd`` console script beside *python*, if BuildGrid is installed there."""
     script = python.parent / "bgd"
     return script if script.exists() else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _openssl(*arguments: str, cwd: Path) -> None:
@@ -202,7 +197,7 @@ def running_buildgrid(
     if python is None or bgd is None:
         raise RuntimeError(f"BuildGrid is not installed; {SETUP_HINT}")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     storage_path = workdir / "buildgrid-cas" if storage == "disk" else None
     config = workdir / "buildgrid.yml"

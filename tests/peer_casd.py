@@ -41,7 +41,8 @@ def casd_binary() -> Path | None:
     return buildbox_binary("buildbox-casd")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -49,16 +50,26 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_casd(workdir: Path) -> Iterator[str]:
-    """Start buildbox-casd on 127.0.0.1 with its cache in *workdir*/casd-cache; yield its address."""
+def running_casd(workdir: Path, *, instance: str = "", remote: str | None = None) -> Iterator[str]:
+    """Start buildbox-casd on 127.0.0.1 with its cache in *workdir*/casd-cache,
+    serving the REAPI *instance* name, in front of the CAS at the URL *remote* if
+    given; yield its address."""
     binary = casd_binary()
     if binary is None:
         raise RuntimeError(f"buildbox-casd is not installed; {SETUP_HINT}")
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
+    workdir.mkdir(parents=True, exist_ok=True)
     log = open(workdir / "casd.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [str(binary), f"--bind={address}", "--log-level=warning", str(workdir / "casd-cache")],
+        [
+            str(binary),
+            f"--bind={address}",
+            f"--instance={instance}",
+            *([f"--cas-remote={remote}"] if remote else []),
+            "--log-level=warning",
+            str(workdir / "casd-cache"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -333,6 +333,9 @@ class CasClient:
 
 
 def missing_error(digest: Digest, tried: Sequence[str]) -> StoreError:
-    """The ``blob-missing`` error for a blob no store or remote could provide."""
-    where = f" nor in remote(s) {', '.join(tried)}" if tried else " and no remote is reachable"
-    return StoreError(f"blob {digest} is not in the local store{where}", reason=REASON_BLOB_MISSING)
+    """The ``blob-missing`` error for a blob neither the local store nor the
+    remotes *tried* have."""
+    return StoreError(
+        f"blob {digest} is not in the local store nor in remote(s) {', '.join(tried)}",
+        reason=REASON_BLOB_MISSING,
+    )

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import BinaryIO
 
-from casvfs.digest import Digest
+from casvfs.digest import EMPTY_DIGEST, Digest
 from casvfs.errors import (
     REASON_BLOB_MISSING,
     REASON_NO_REMOTE,
@@ -124,12 +124,17 @@ class LayeredStore(ContentStore):
         """Fetch the blobs among *digests* the local store lacks, in batches; raise
         ``blob-missing`` for one no reachable remote has."""
         missing = self.local.find_missing(digests)
+        if EMPTY_DIGEST in missing:
+            # known without asking (BuildGrid's GetTree leaves the empty Directory out)
+            self.local.put_bytes(b"")
+            missing.remove(EMPTY_DIGEST)
         if missing:
             self._fetcher.fetch(missing)
 
     def _fetch_batch(self, batch: list[Digest]) -> dict[Digest, CasvfsError]:
         remaining = list(batch)
         tried: list[str] = []
+        skipped: CasvfsError | None = None
         for client in self._reachable():
             try:
                 found = client.download(remaining, self.local)
@@ -137,11 +142,18 @@ class LayeredStore(ContentStore):
                 if not self._skip_if_down(client, error):
                     # what arrived before the failure is kept and usable
                     return {digest: error for digest in remaining if not self.local.has(digest)}
+                skipped = error
                 continue
             tried.append(client.url)
             remaining = [digest for digest in remaining if digest not in found]
             if not remaining:
                 break
+        if not tried:
+            skipped = skipped or StoreError(
+                f"no remote is reachable (all skipped for up to {DOWN_SECONDS:.0f} s after failing)",
+                reason=REASON_REMOTE_UNAVAILABLE,
+            )
+            return dict.fromkeys(remaining, skipped)
         return {digest: missing_error(digest, tried) for digest in remaining}
 
     def _reachable(self) -> list[CasClient]:
