@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         host = corpora.synthetic(args.corpus)
     samples: dict[str, dict[str, list[float]]] = {"casvfs": {}, "buildbox-casd": {}}
     counts: dict[str, dict[str, int]] = {}
+    os.makedirs(corpora.cache_dir(), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="casvfs-bench-remote-", dir=corpora.cache_dir()) as scratch:
         origin = LocalStore(Path(scratch) / "origin")
         tree = CasDirectory(origin)

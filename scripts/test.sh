@@ -6,4 +6,4 @@ bash scripts/setup.sh
 . .venv/bin/activate
 echo "== ruff" && ruff check casvfs tests benchmarks docs
 echo "== mypy" && mypy
-echo "== pytest" && pytest -q "$@"
+echo "== pytest" && pytest -q --durations=8 "$@"

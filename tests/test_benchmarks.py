@@ -57,3 +57,33 @@ def test_quick_run_measures_every_case(tmp_path: Path) -> None:
     if casd_binary() is not None:
         assert "buildbox-casd CaptureTree agrees on the root digest" in corpus["notes"]
     assert "casvfs / ref" in done.stdout
+
+
+def test_remote_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
+    """benchmarks.remote measures every case for casvfs and buildbox-casd and
+    records casvfs's RPC counts."""
+    from tests.remote_servers import require_casd
+    from tests.trees import build_host, random_spec
+
+    require_casd()
+    spec = random_spec(3, entries=200)
+    spec["big"] = os.urandom(5 << 20)
+    host = build_host(str(tmp_path / "tree"), spec)
+    results = tmp_path / "remote.json"
+    command = [sys.executable, "-m", "benchmarks.remote", "--corpus", host, "--repeat", "1"]
+    done = subprocess.run(
+        [*command, "--json", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CASVFS_BENCH_DIR": str(tmp_path / "bench")},
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(results.read_text())
+    cases = ["push", "push again", "pull tree-only", "first byte", "pull full"]
+    for implementation in ("casvfs", "buildbox-casd"):
+        assert sorted(data["samples"][implementation]) == sorted(cases)
+    assert data["calls"]["pull tree-only"] == {"GetTree": 1}
+    assert data["calls"]["push again"] == {"FindMissingBlobs": 1}
+    assert data["calls"]["first byte"] == {"GetCapabilities": 1, "Read": 1}

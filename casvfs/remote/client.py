@@ -95,6 +95,8 @@ class CasClient:
         self.channel = Channel(spec)
         self._capabilities: Capabilities | None = None
         self._lock = threading.Lock()
+        self.received = 0
+        """Blobs received and stored so far."""
 
     def __repr__(self) -> str:
         return f"CasClient({self.spec.url!r})"
@@ -246,6 +248,8 @@ class CasClient:
     def _store(self, into: ContentStore, digest: Digest, chunks: Iterable[bytes], call: str) -> None:
         try:
             into.put_verified(digest, chunks)
+            with self._lock:
+                self.received += 1
         except StoreError as error:
             if error.reason != REASON_BLOB_CORRUPT:
                 raise

@@ -62,7 +62,8 @@ class LayeredStore(ContentStore):
         self.remotes: tuple[CasClient, ...] = tuple(
             item if isinstance(item, CasClient) else CasClient(item) for item in specs
         )
-        self._down_until: dict[str, float] = {}
+        self._down: dict[str, tuple[float, RemoteError]] = {}
+        """URL -> (until when it is skipped, the failure that made it so)."""
         self._down_lock = threading.Lock()
         self._fetcher = BlobFetcher(self._fetch_batch, threads=FETCH_THREADS, batch_bytes=DEFAULT_BATCH_BYTES)
 
@@ -132,10 +133,13 @@ class LayeredStore(ContentStore):
             self._fetcher.fetch(missing)
 
     def _fetch_batch(self, batch: list[Digest]) -> dict[Digest, CasvfsError]:
-        remaining = list(batch)
+        # a reader may have queued a blob just as an earlier fetch of it completed
+        remaining = self.local.find_missing(batch)
         tried: list[str] = []
         skipped: CasvfsError | None = None
         for client in self._reachable():
+            if not remaining:
+                break
             try:
                 found = client.download(remaining, self.local)
             except RemoteError as error:
@@ -146,20 +150,25 @@ class LayeredStore(ContentStore):
                 continue
             tried.append(client.url)
             remaining = [digest for digest in remaining if digest not in found]
-            if not remaining:
-                break
+        if not remaining:
+            return {}
         if not tried:
-            skipped = skipped or StoreError(
-                f"no remote is reachable (all skipped for up to {DOWN_SECONDS:.0f} s after failing)",
-                reason=REASON_REMOTE_UNAVAILABLE,
-            )
-            return dict.fromkeys(remaining, skipped)
+            return dict.fromkeys(remaining, skipped or self._unreachable())
         return {digest: missing_error(digest, tried) for digest in remaining}
 
     def _reachable(self) -> list[CasClient]:
         now = time.monotonic()
         with self._down_lock:
-            return [client for client in self.remotes if self._down_until.get(client.url, 0.0) <= now]
+            return [client for client in self.remotes if self._down.get(client.url, (0.0,))[0] <= now]
+
+    def _unreachable(self) -> StoreError:
+        """The error when every remote is being skipped: their last failures."""
+        with self._down_lock:
+            failures = "; ".join(str(error) for _until, error in self._down.values())
+        return StoreError(
+            f"no remote is reachable (each is skipped for {DOWN_SECONDS:.0f} s after failing): {failures}",
+            reason=REASON_REMOTE_UNAVAILABLE,
+        )
 
     def _skip_if_down(self, client: CasClient, error: RemoteError) -> bool:
         """Mark *client* down after an unreachable/timeout *error*; False for other errors."""
@@ -167,7 +176,7 @@ class LayeredStore(ContentStore):
             return False
         log.warning("skipping remote %s for %.0f s: %s", client.url, DOWN_SECONDS, error)
         with self._down_lock:
-            self._down_until[client.url] = time.monotonic() + DOWN_SECONDS
+            self._down[client.url] = (time.monotonic() + DOWN_SECONDS, error)
         return True
 
     # -- whole trees ----------------------------------------------------------------

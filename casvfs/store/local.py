@@ -217,7 +217,8 @@ class LocalStore(ContentStore):
                 os.close(fd)
                 os.unlink(tmp)
                 raise StoreError(f"content for {expected} hashes to {actual}", reason=REASON_BLOB_CORRUPT)
-            self._publish_new(tmp, fd, actual)
+            # no existence check: blobs are verified on their way in because they were missing
+            self._publish(tmp, fd, self.object_path(actual))
         except OSError as error:
             raise StoreError(f"cannot store blob {expected}: {error}", reason=REASON_IO_ERROR) from None
 
