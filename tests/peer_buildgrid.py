@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.peer_casd import free_port
+from tests.peer_casd import free_port, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_HINT = (
@@ -241,12 +241,7 @@ def running_buildgrid(
         yield BuildGridServer(address=address, storage_path=storage_path, process=process)
     finally:
         # BuildGrid stops cleanly on SIGTERM in about 2 s.
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
         log.close()
 
 

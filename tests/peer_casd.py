@@ -85,13 +85,18 @@ def running_casd(workdir: Path, *, instance: str = "", remote: str | None = None
             time.sleep(0.05)
         yield address
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
         log.close()
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a server and wait for it; SIGKILL it if it is still there after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def capture_command(address: str, path: Path, properties: Sequence[str] = ()) -> list[str]:

@@ -131,6 +131,19 @@ def test_rpc_counts_for_10000_files(casd_server: Server, tmp_path: Path) -> None
     print(f"\n10,000 files: push {pusher.calls}, pull {puller.calls}")
 
 
+def test_batches_near_the_limit(server: Server, tmp_path: Path) -> None:
+    """Blobs adding up to just over 4 MiB - 64 KiB (buildbox-casd's real limit,
+    though it advertises none) are split into batches both servers accept."""
+    origin = MemoryStore()
+    blobs = [origin.put_bytes(os.urandom(101_000)) for _ in range(41)]
+    assert sum(d.size_bytes for d in blobs) > (4 << 20) - (64 << 10)
+    CasClient(RemoteSpec(server.url)).upload(blobs, origin)
+    reader = CasClient(RemoteSpec(server.url))
+    local = LocalStore(tmp_path / "local")
+    assert reader.download(blobs, local) == set(blobs)
+    assert reader.calls["BatchReadBlobs"] == 2
+
+
 def test_get_tree_pages(server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tree of more directories than a page arrives whole."""
     monkeypatch.setattr(client_module, "GET_TREE_PAGE", 7)

@@ -39,8 +39,9 @@ CAPABILITIES = "build.bazel.remote.execution.v2.Capabilities"
 BYTESTREAM = "google.bytestream.ByteStream"
 
 # gRPC servers refuse messages over 4 MiB unless configured otherwise, whatever
-# they advertise, so no batch is bigger.
-DEFAULT_BATCH_BYTES = 4 << 20
+# they advertise; buildbox-casd advertises no limit and refuses batches whose
+# blobs add up to more than 4 MiB - 64 KiB. No batch is bigger than that.
+DEFAULT_BATCH_BYTES = (4 << 20) - (64 << 10)
 # Room for the request's own fields and each entry's digest and tags.
 _BATCH_OVERHEAD = 1 << 10
 _ENTRY_OVERHEAD = 100
