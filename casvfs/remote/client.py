@@ -43,8 +43,8 @@ BYTESTREAM = "google.bytestream.ByteStream"
 # blobs add up to more than 4 MiB - 64 KiB. No batch is bigger than that.
 DEFAULT_BATCH_BYTES = (4 << 20) - (64 << 10)
 # Room for the request's own fields and each entry's digest and tags.
-_BATCH_OVERHEAD = 1 << 10
-_ENTRY_OVERHEAD = 100
+BATCH_OVERHEAD = 1 << 10
+ENTRY_OVERHEAD = 100
 FIND_MISSING_BATCH = 16_384
 """Digests per FindMissingBlobs request (about 1.3 MB)."""
 GET_TREE_PAGE = 4096
@@ -65,13 +65,13 @@ class Capabilities:
 def plan_batches(digests: Iterable[Digest], max_batch_bytes: int) -> tuple[list[list[Digest]], list[Digest]]:
     """Split *digests* into batches that fit *max_batch_bytes* each and the blobs too
     big for any batch (which go through ByteStream), keeping the order given."""
-    limit = max_batch_bytes - _BATCH_OVERHEAD
+    limit = max_batch_bytes - BATCH_OVERHEAD
     batches: list[list[Digest]] = []
     large: list[Digest] = []
     current: list[Digest] = []
     used = 0
     for digest in digests:
-        cost = digest.size_bytes + _ENTRY_OVERHEAD
+        cost = digest.size_bytes + ENTRY_OVERHEAD
         if cost > limit:
             large.append(digest)
             continue

@@ -26,13 +26,16 @@ class BlobFetcher:
     """Runs *fetch_batch* on up to *threads* worker threads, started on demand, for
     the blobs callers of :meth:`fetch` are waiting for.
 
-    :param batch_bytes: the payload a worker takes from the queue at once.
+    :param batch_bytes: how much a worker takes from the queue at once, counting
+        each blob's size plus *entry_bytes* (its share of the request's framing),
+        so that a batch fits one request.
     """
 
-    def __init__(self, fetch_batch: FetchBatch, *, threads: int, batch_bytes: int) -> None:
+    def __init__(self, fetch_batch: FetchBatch, *, threads: int, batch_bytes: int, entry_bytes: int) -> None:
         self._fetch_batch = fetch_batch
         self._threads = threads
         self._batch_bytes = batch_bytes
+        self._entry_bytes = entry_bytes
         self._lock = threading.Lock()
         self._queue: collections.deque[Digest] = collections.deque()
         self._waiting: dict[Digest, _Waiter] = {}
@@ -64,11 +67,11 @@ class BlobFetcher:
         batch: list[Digest] = []
         size = 0
         while self._queue:
-            digest = self._queue[0]
-            if batch and size + digest.size_bytes > self._batch_bytes:
+            cost = self._queue[0].size_bytes + self._entry_bytes
+            if batch and size + cost > self._batch_bytes:
                 break
             batch.append(self._queue.popleft())
-            size += digest.size_bytes
+            size += cost
         return batch
 
     def _work(self) -> None:

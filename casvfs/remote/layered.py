@@ -20,7 +20,13 @@ from casvfs.errors import (
     RemoteError,
     StoreError,
 )
-from casvfs.remote.client import DEFAULT_BATCH_BYTES, CasClient, missing_error
+from casvfs.remote.client import (
+    BATCH_OVERHEAD,
+    DEFAULT_BATCH_BYTES,
+    ENTRY_OVERHEAD,
+    CasClient,
+    missing_error,
+)
 from casvfs.remote.config import RemoteConfig, RemoteSpec
 from casvfs.remote.fetcher import BlobFetcher
 from casvfs.remote.transfer import PushReport, push_tree, tree_blobs, tree_from_remote, walk_fetching
@@ -65,7 +71,12 @@ class LayeredStore(ContentStore):
         self._down: dict[str, tuple[float, RemoteError]] = {}
         """URL -> (until when it is skipped, the failure that made it so)."""
         self._down_lock = threading.Lock()
-        self._fetcher = BlobFetcher(self._fetch_batch, threads=FETCH_THREADS, batch_bytes=DEFAULT_BATCH_BYTES)
+        self._fetcher = BlobFetcher(
+            self._fetch_batch,
+            threads=FETCH_THREADS,
+            batch_bytes=DEFAULT_BATCH_BYTES - BATCH_OVERHEAD,
+            entry_bytes=ENTRY_OVERHEAD,
+        )
 
     def __repr__(self) -> str:
         return f"LayeredStore({self.local!r}, {[client.url for client in self.remotes]!r})"

@@ -6,10 +6,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from casvfs.digest import Digest
+from casvfs.digest import EMPTY_DIGEST, Digest, digest_bytes, serialize_message
 from casvfs.errors import REASON_BLOB_MISSING, REASON_REMOTE_ERROR, StoreError
+from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.remote.client import CasClient
 from casvfs.store.base import ContentStore
+from casvfs.store.validation import validate_directory
 
 
 @dataclass(frozen=True)
@@ -52,21 +54,40 @@ def push_tree(client: CasClient, source: ContentStore, digests: list[Digest]) ->
 
 
 def tree_from_remote(client: CasClient, root: Digest, into: ContentStore) -> None:
-    """Store the ``Directory`` messages of *root* from *client*'s ``GetTree``, then
-    check that every directory of the tree is present (fetching, by digest, any the
-    server's encoding did not reproduce)."""
+    """Store the ``Directory`` messages of *root* from *client*'s ``GetTree``:
+    each is validated and stored under the digest of its canonical form, and only
+    if the tree reaches it; any directory the answer lacks (or encoded
+    differently) is then fetched by digest."""
+    received: dict[Digest, bytes] = {}
     for message in client.get_tree(root):
-        into.put_directory(message)
+        data = serialize_message(message)
+        received[digest_bytes(data)] = data
     # BuildGrid's GetTree leaves the empty Directory out; its content is known
-    into.put_bytes(b"")
-    for _round in range(2):
-        absent = _absent_directories(into, root)
-        if not absent:
-            return
-        client.download(absent, into)
-    raise client.channel.failure(
-        "GetTree", "the tree sent is incomplete", reason=REASON_REMOTE_ERROR, digest=root
-    )
+    received.setdefault(EMPTY_DIGEST, b"")
+    absent: list[Digest] = []
+    seen = {root}
+    queue = [root]
+    while queue:
+        digest = queue.pop()
+        encoded = received.get(digest)
+        if encoded is None:
+            absent.append(digest)
+            continue
+        message = pb.Directory.FromString(encoded)
+        validate_directory(message, digest)
+        into.put_bytes(encoded)
+        for node in message.directories:
+            child = Digest.from_proto(node.digest)
+            if child not in seen:
+                seen.add(child)
+                queue.append(child)
+    if not absent:
+        return
+    client.download(absent, into)
+    if _absent_directories(into, root):
+        raise client.channel.failure(
+            "GetTree", "the tree sent is incomplete", reason=REASON_REMOTE_ERROR, digest=root
+        )
 
 
 def _absent_directories(store: ContentStore, root: Digest) -> list[Digest]:
