@@ -114,6 +114,7 @@ def test_auth_paths_are_relative_to_the_file(tmp_path: Path) -> None:
         ({"url": "http://x:1", "pull": True}, "unknown key"),
         ({"url": "http://x:1", "auth": {"password": "p"}}, "unknown key"),
         ({"url": "http://x:1", "timeout": 0}, "timeout"),
+        ({"url": "http://cache:80", "auth": {"access-token": "t"}}, "only over TLS"),
         ({"url": "http://x:port"}, "port"),
         ({"push": True}, "url"),
     ],

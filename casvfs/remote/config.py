@@ -94,6 +94,11 @@ class RemoteSpec:
             raise _invalid(f"remote {self.url}: client-key needs client-cert")
         if not self.uses_tls and (self.auth.server_cert or self.auth.client_cert):
             raise _invalid(f"remote {self.url}: certificates need an https:// or grpcs:// URL")
+        if self.auth.access_token is not None and not (self.uses_tls or _is_local(self.url)):
+            raise _invalid(
+                f"remote {self.url}: an access-token is sent only over TLS (https://, grpcs://) "
+                "or to this machine (unix:, 127.0.0.1, localhost)"
+            )
         if self.timeout <= 0 or self.retries < 0:
             raise _invalid(f"remote {self.url}: timeout must be positive and retries not negative")
 
@@ -101,6 +106,12 @@ class RemoteSpec:
     def uses_tls(self) -> bool:
         """Whether the connection is encrypted."""
         return urlsplit(self.url).scheme in TLS_SCHEMES
+
+
+def _is_local(url: str) -> bool:
+    """Whether *url* names this machine (a token may travel in clear there)."""
+    parts = urlsplit(url)
+    return parts.scheme == "unix" or parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 def target(url: str) -> str:
