@@ -5,7 +5,8 @@ which is how BuildStream moves trees).
 
     python -m benchmarks.remote [--corpus linux|PATH] [--repeat N] [--json FILE]
 
-Every round uses fresh, empty remotes and local stores. casvfs runs in this
+Every round uses fresh, empty remotes and local stores, and every case starts
+after a ``sync``, so that none pays for the write-back of another. casvfs runs in this
 process (timed around the library call); casd's client runs in the peers'
 Python (timed inside that process around the gRPC call), so neither side pays
 for interpreter start-up. Prints a table of medians and casvfs's RPC counts.
@@ -47,6 +48,7 @@ def _peer(address: str, *arguments: str) -> dict[str, object]:
 
 
 def _seconds(address: str, *arguments: str) -> float:
+    os.sync()
     seconds = _peer(address, *arguments)["seconds"]
     assert isinstance(seconds, float)
     return seconds
@@ -59,6 +61,7 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def _timed(action: Callable[[], object]) -> float:
+    os.sync()
     started = time.perf_counter()
     action()
     return time.perf_counter() - started

@@ -225,10 +225,9 @@ class LayeredStore(ContentStore):
     def push(self, root: Digest) -> list[PushReport]:
         """Upload the tree *root* to every remote marked ``push``: one
         ``FindMissingBlobs`` pass, then only the missing blobs, in batches.
-        Blobs missing locally are fetched from the remotes first."""
+        Blobs to send that are missing locally are fetched first."""
         pushers = [client for client in self.remotes if client.spec.push]
         if not pushers:
             raise StoreError("no remote is configured with push: true", reason=REASON_NO_REMOTE)
         digests = tree_blobs(self, root, directories=True)
-        self.fetch_missing(digests)
-        return [push_tree(client, self.local, digests) for client in pushers]
+        return [push_tree(client, self, digests) for client in pushers]

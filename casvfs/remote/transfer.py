@@ -40,9 +40,11 @@ def tree_blobs(store: ContentStore, root: Digest, *, directories: bool) -> list[
 
 
 def push_tree(client: CasClient, source: ContentStore, digests: list[Digest]) -> PushReport:
-    """Send *client* the blobs among *digests* it lacks (all must be in *source*)."""
+    """Send *client* the blobs among *digests* it lacks, from *source* (which
+    fetches any of those it lacks first, where it can)."""
     started = time.monotonic()
     missing = client.find_missing(digests)
+    source.fetch_missing(missing)
     client.upload(missing, source)
     return PushReport(
         remote=client.url,
