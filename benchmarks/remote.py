@@ -6,7 +6,8 @@ which is how BuildStream moves trees).
     python -m benchmarks.remote [--corpus linux|PATH] [--repeat N] [--json FILE]
 
 Every round uses fresh, empty remotes and local stores, and every case starts
-after a ``sync``, so that none pays for the write-back of another. casvfs runs in this
+after a ``sync`` with the page cache dropped (when run as root), so that none pays
+for another's write-back and none reads from a warmer cache. casvfs runs in this
 process (timed around the library call); casd's client runs in the peers'
 Python (timed inside that process around the gRPC call), so neither side pays
 for interpreter start-up. Prints a table of medians and casvfs's RPC counts.
@@ -15,6 +16,7 @@ for interpreter start-up. Prints a table of medians and casvfs's RPC counts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -47,8 +49,17 @@ def _peer(address: str, *arguments: str) -> dict[str, object]:
     return answer
 
 
-def _seconds(address: str, *arguments: str) -> float:
+def settle() -> None:
+    """Write back dirty pages and drop the page cache (where allowed), so every
+    case starts cold: casd's push reads a cache it captured seconds before,
+    casvfs's a store it imported rounds before."""
     os.sync()
+    with contextlib.suppress(OSError), open("/proc/sys/vm/drop_caches", "w") as control:
+        control.write("3\n")
+
+
+def _seconds(address: str, *arguments: str) -> float:
+    settle()
     seconds = _peer(address, *arguments)["seconds"]
     assert isinstance(seconds, float)
     return seconds
@@ -61,7 +72,7 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def _timed(action: Callable[[], object]) -> float:
-    os.sync()
+    settle()
     started = time.perf_counter()
     action()
     return time.perf_counter() - started
