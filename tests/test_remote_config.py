@@ -70,14 +70,22 @@ def test_user_entry_for_a_project_remote_sets_push() -> None:
     assert remote.auth.client_cert == "/home/u/.config/casvfs/c.crt"
 
 
+def yaml_file(directory: Path, name: str, text: str) -> Path:
+    """A configuration file *name* in *directory* holding *text*."""
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
 def test_the_three_scenarios_of_seed_002(tmp_path: Path) -> None:
     """Full remote, read-only cache with local fallback, read-write cache."""
-    full = tmp_path / "full.yaml"
-    full.write_text("remotes:\n  servers:\n  - url: http://execution:50051\n    push: true\n")
-    read_only = tmp_path / "ro.yaml"
-    read_only.write_text("name: foo\nremotes:\n- url: https://cache:11001\n")
-    read_write = tmp_path / "rw.yaml"
-    read_write.write_text("remotes:\n  servers:\n  - url: https://cache:11001\n    push: true\n")
+    full = yaml_file(
+        tmp_path, "full.yaml", "remotes:\n  servers:\n  - url: http://execution:50051\n    push: true\n"
+    )
+    read_only = yaml_file(tmp_path, "ro.yaml", "name: foo\nremotes:\n- url: https://cache:11001\n")
+    read_write = yaml_file(
+        tmp_path, "rw.yaml", "remotes:\n  servers:\n  - url: https://cache:11001\n    push: true\n"
+    )
     assert RemoteConfig.load(full).push_remotes[0].url == "http://execution:50051"
     ro = RemoteConfig.load(None, read_only)
     assert [r.url for r in ro.remotes] == ["https://cache:11001"] and ro.push_remotes == ()
@@ -128,12 +136,9 @@ def test_invalid_remotes_are_refused(data: dict[str, Any], complaint: str) -> No
 
 
 def test_invalid_files_are_refused(tmp_path: Path) -> None:
-    bad_yaml = tmp_path / "bad.yaml"
-    bad_yaml.write_text("remotes: [\n")
-    not_mapping = tmp_path / "list.yaml"
-    not_mapping.write_text("- a\n")
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("")
+    bad_yaml = yaml_file(tmp_path, "bad.yaml", "remotes: [\n")
+    not_mapping = yaml_file(tmp_path, "list.yaml", "- a\n")
+    empty = yaml_file(tmp_path, "empty.yaml", "")
     for path in (bad_yaml, not_mapping, tmp_path / "absent.yaml"):
         with pytest.raises(ConfigError):
             RemoteConfig.load(path)
