@@ -75,7 +75,12 @@ def open_store(args: argparse.Namespace) -> ContentStore:
     local = LocalStore(args.store)
     if not (args.remote or args.config or args.project_config):
         return local
-    from casvfs.remote import LayeredStore, RemoteConfig, RemoteSpec  # needs the remote extra
+    try:
+        from casvfs.remote import LayeredStore, RemoteConfig, RemoteSpec
+    except ImportError as error:
+        raise CasvfsError(
+            f"remotes need the remote extra (pip install 'casvfs[remote]'): {error}", reason="no-remote"
+        ) from None
 
     extra = [RemoteSpec(url, instance_name=args.instance_name, push=True) for url in args.remote]
     config = RemoteConfig.load(args.config, args.project_config, extra=extra)

@@ -196,3 +196,17 @@ def test_directory_api_on_a_layered_store(pushed: tuple[str, str, Digest], tmp_p
         == hashlib.sha256(Path(host, "docs", "big.bin").read_bytes()).hexdigest()
     )
     assert blobs_present(tmp_path / "lazy", host) == set()
+
+
+def test_remotes_without_the_extra_are_a_clean_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without grpcio (the remote extra), --remote says what to install."""
+    monkeypatch.setitem(sys.modules, "grpc", None)  # makes "import grpc" fail
+    for name in [name for name in sys.modules if name.startswith("casvfs.remote")]:
+        monkeypatch.delitem(sys.modules, name)
+    code, _out, err = run(
+        capsys, "--store", str(tmp_path / "s"), "--remote", "http://127.0.0.1:1", "ls", "a" * 64 + "/1"
+    )
+    assert code == 1
+    assert "casvfs[remote]" in err and "Traceback" not in err
