@@ -101,11 +101,7 @@ class CasSource(SourceTree):
         return self._own
 
     def prepare_export(self) -> None:
-        files: dict[Digest, None] = {}
-        for _digest, message in self._store.get_tree(self._digest):
-            for node in message.files:
-                files[Digest.from_proto(node.digest)] = None
-        self._store.fetch_missing(files)
+        self._store.fetch_missing(self._store.tree_blobs(self._digest, directories=False))
 
 
 @dataclass

@@ -22,7 +22,6 @@ from google.protobuf.message import Message
 from casvfs.digest import CHUNK_SIZE, Digest
 from casvfs.errors import (
     REASON_BLOB_CORRUPT,
-    REASON_BLOB_MISSING,
     REASON_REMOTE_ERROR,
     REASON_REMOTE_UNSUPPORTED,
     RemoteError,
@@ -335,12 +334,3 @@ class CasClient:
             raise self.channel.failure(
                 call, f"the server sent an invalid digest {message.hash!r}", reason=REASON_REMOTE_ERROR
             ) from None
-
-
-def missing_error(digest: Digest, tried: Sequence[str]) -> StoreError:
-    """The ``blob-missing`` error for a blob neither the local store nor the
-    remotes *tried* have."""
-    return StoreError(
-        f"blob {digest} is not in the local store nor in remote(s) {', '.join(tried)}",
-        reason=REASON_BLOB_MISSING,
-    )

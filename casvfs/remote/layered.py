@@ -25,11 +25,10 @@ from casvfs.remote.client import (
     DEFAULT_BATCH_BYTES,
     ENTRY_OVERHEAD,
     CasClient,
-    missing_error,
 )
 from casvfs.remote.config import RemoteConfig, RemoteSpec
 from casvfs.remote.fetcher import BlobFetcher
-from casvfs.remote.transfer import PushReport, push_tree, tree_blobs, tree_from_remote, walk_fetching
+from casvfs.remote.transfer import PushReport, push_tree, tree_from_remote, walk_fetching
 from casvfs.store.base import ContentStore
 from casvfs.store.statcache import StatCache
 
@@ -165,7 +164,13 @@ class LayeredStore(ContentStore):
             return {}
         if not tried:
             return dict.fromkeys(remaining, skipped or self._unreachable())
-        return {digest: missing_error(digest, tried) for digest in remaining}
+        return {
+            digest: StoreError(
+                f"blob {digest} is not in the local store nor in remote(s) {', '.join(tried)}",
+                reason=REASON_BLOB_MISSING,
+            )
+            for digest in remaining
+        }
 
     def _reachable(self) -> list[CasClient]:
         now = time.monotonic()
@@ -197,18 +202,15 @@ class LayeredStore(ContentStore):
         ``GetTree`` from the first remote that has them) and, unless *tree_only*,
         every file blob, in batches. Any subtree digest works as *root*
         (a prefetch)."""
-        if not self._directories_local(root):
-            self._pull_directories(root)
-        if not tree_only:
-            self.fetch_missing(tree_blobs(self.local, root, directories=False))
-
-    def _directories_local(self, root: Digest) -> bool:
         try:
-            for _digest, _message in self.local.get_tree(root):
-                pass
-        except StoreError:
-            return False
-        return True
+            files = self.local.tree_blobs(root, directories=False)
+        except StoreError:  # some Directory is not local yet
+            self._pull_directories(root)
+            if tree_only:
+                return
+            files = self.local.tree_blobs(root, directories=False)
+        if not tree_only:
+            self.fetch_missing(files)
 
     def _pull_directories(self, root: Digest) -> None:
         for client in self._reachable():
@@ -229,5 +231,5 @@ class LayeredStore(ContentStore):
         pushers = [client for client in self.remotes if client.spec.push]
         if not pushers:
             raise StoreError("no remote is configured with push: true", reason=REASON_NO_REMOTE)
-        digests = tree_blobs(self, root, directories=True)
+        digests = self.tree_blobs(root, directories=True)
         return [push_tree(client, self, digests) for client in pushers]

@@ -116,6 +116,17 @@ class ContentStore(abc.ABC):
                     seen.add(child)
                     queue.append(child)
 
+    def tree_blobs(self, root: Digest, *, directories: bool) -> list[Digest]:
+        """The file blobs of the tree *root* (and its ``Directory`` messages, root
+        first, if *directories*), each once."""
+        blobs: dict[Digest, None] = {}
+        for digest, message in self.get_tree(root):
+            if directories:
+                blobs[digest] = None
+            for node in message.files:
+                blobs[Digest.from_proto(node.digest)] = None
+        return list(blobs)
+
     def put_tree(self, tree: pb.Tree) -> Digest:
         """Store every ``Directory`` of a ``Tree`` message; return the root's digest."""
         for child in tree.children:
