@@ -10,12 +10,14 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from casvfs import CasDirectory, Digest, LocalStore, MemoryStore, StoreError
 from casvfs.errors import RemoteError
+from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.remote import CasClient, LayeredStore, RemoteSpec, plan_batches
 from casvfs.remote import client as client_module
 from tests import peer_casd
@@ -377,3 +379,24 @@ def test_instance_name_in_resource_names(tmp_path: Path) -> None:
         CasDirectory(store, root).export_files(str(tmp_path / "out"))
         assert host_snapshot(str(tmp_path / "out")) == host_snapshot(host)
     shutil.rmtree(tmp_path / "out")
+
+
+def test_directory_missing_from_get_tree_is_fetched_and_walked(casd_server: Server, tmp_path: Path) -> None:
+    """A GetTree answer that lacks an inner directory (or encodes it otherwise):
+    that directory is fetched by digest and the walk goes on below it."""
+    from casvfs.remote.transfer import tree_from_remote
+    from casvfs.store import directory_digest
+
+    origin, root, _host = make_tree(tmp_path, seed=23)
+    LayeredStore(origin, [RemoteSpec(casd_server.url, push=True)]).push(root)
+    dropped = next(d for d, message in origin.get_tree(root) if d != root and message.directories)
+
+    class DroppingClient(CasClient):
+        def get_tree(self, root: Digest) -> Iterator[pb.Directory]:
+            return (m for m in super().get_tree(root) if directory_digest(m) != dropped)
+
+    client = DroppingClient(RemoteSpec(casd_server.url))
+    local = LocalStore(tmp_path / "local")
+    tree_from_remote(client, root, local)
+    assert snapshot(CasDirectory(local, root)) == snapshot(CasDirectory(origin, root))
+    assert client.calls["BatchReadBlobs"] == 1

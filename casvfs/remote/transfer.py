@@ -27,18 +27,6 @@ class PushReport:
     seconds: float
 
 
-def tree_blobs(store: ContentStore, root: Digest, *, directories: bool) -> list[Digest]:
-    """The file blobs of the tree *root* (and its ``Directory`` messages, root
-    first, if *directories*), each once."""
-    blobs: dict[Digest, None] = {}
-    for digest, message in store.get_tree(root):
-        if directories:
-            blobs[digest] = None
-        for node in message.files:
-            blobs[Digest.from_proto(node.digest)] = None
-    return list(blobs)
-
-
 def push_tree(client: CasClient, source: ContentStore, digests: list[Digest]) -> PushReport:
     """Send *client* the blobs among *digests* it lacks, from *source* (which
     fetches any of those it lacks first, where it can)."""
@@ -58,49 +46,35 @@ def push_tree(client: CasClient, source: ContentStore, digests: list[Digest]) ->
 def tree_from_remote(client: CasClient, root: Digest, into: ContentStore) -> None:
     """Store the ``Directory`` messages of *root* from *client*'s ``GetTree``:
     each is validated and stored under the digest of its canonical form, and only
-    if the tree reaches it; any directory the answer lacks (or encoded
-    differently) is then fetched by digest."""
+    if the tree reaches it. A directory the answer lacks (or encoded differently)
+    is fetched by digest, and the walk goes on below it."""
     received: dict[Digest, bytes] = {}
     for message in client.get_tree(root):
         data = serialize_message(message)
         received[digest_bytes(data)] = data
     # BuildGrid's GetTree leaves the empty Directory out; its content is known
     received.setdefault(EMPTY_DIGEST, b"")
-    absent: list[Digest] = []
     seen = {root}
-    queue = [root]
-    while queue:
-        digest = queue.pop()
-        encoded = received.get(digest)
-        if encoded is None:
-            absent.append(digest)
-            continue
-        message = pb.Directory.FromString(encoded)
-        validate_directory(message, digest)
-        into.put_bytes(encoded)
-        for node in message.directories:
-            child = Digest.from_proto(node.digest)
-            if child not in seen:
-                seen.add(child)
-                queue.append(child)
-    if not absent:
-        return
-    client.download(absent, into)
-    if _absent_directories(into, root):
-        raise client.channel.failure(
-            "GetTree", "the tree sent is incomplete", reason=REASON_REMOTE_ERROR, digest=root
-        )
-
-
-def _absent_directories(store: ContentStore, root: Digest) -> list[Digest]:
-    """The directories of *root* that *store* lacks, where the walk reaches them."""
-    absent: list[Digest] = []
     level = [root]
     while level:
-        present = [digest for digest in level if store.has(digest)]
-        absent += [digest for digest in level if not store.has(digest)]
-        level = _children(store, present)
-    return absent
+        absent = [digest for digest in level if digest not in received]
+        if absent:
+            if client.download(absent, into) != set(absent):
+                raise client.channel.failure(
+                    "GetTree", "the tree sent is incomplete", reason=REASON_REMOTE_ERROR, digest=root
+                )
+            received.update((digest, into.read_bytes(digest)) for digest in absent)
+        below: list[Digest] = []
+        for digest in level:
+            message = pb.Directory.FromString(received[digest])
+            validate_directory(message, digest)
+            into.put_bytes(received[digest])
+            for node in message.directories:
+                child = Digest.from_proto(node.digest)
+                if child not in seen:
+                    seen.add(child)
+                    below.append(child)
+        level = below
 
 
 def _children(store: ContentStore, parents: Iterable[Digest]) -> list[Digest]:
