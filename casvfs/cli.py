@@ -8,29 +8,18 @@ import sys
 import tarfile
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from casvfs.digest import Digest
 from casvfs.directory.casdir import CasDirectory
 from casvfs.directory.changes import diff
 from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.types import FileType
-from casvfs.errors import CasvfsError, StoreError
-from casvfs.store import ContentStore, DigestOnlyStore, LocalStore
-
-if TYPE_CHECKING:
-    from casvfs.remote import LayeredStore
+from casvfs.errors import CasvfsError
+from casvfs.store import ContentStore, DigestOnlyStore
+from casvfs.stores import StoreSpec, default_config_file, default_store_dir
 
 
-def default_store_dir() -> str:
-    """``$CASVFS_STORE``, else ``$XDG_CACHE_HOME/casvfs``, else ``~/.cache/casvfs``."""
-    if os.environ.get("CASVFS_STORE"):
-        return os.environ["CASVFS_STORE"]
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "casvfs")
-
-
-class Progress:
+class _ProgressLine:
     """A one-line progress display on stderr, shown only on a terminal and only
     once an operation has taken more than a moment."""
 
@@ -60,59 +49,24 @@ class Progress:
             sys.stderr.flush()
 
 
-def default_config_file() -> str | None:
-    """``$CASVFS_CONFIG``, else ``$XDG_CONFIG_HOME/casvfs/config.yaml`` (or
-    ``~/.config/…``) if that file exists, else None."""
-    if os.environ.get("CASVFS_CONFIG"):
-        return os.environ["CASVFS_CONFIG"]
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    path = os.path.join(base, "casvfs", "config.yaml")
-    return path if os.path.exists(path) else None
+def _spec(args: argparse.Namespace) -> StoreSpec:
+    return StoreSpec(
+        args.store,
+        remotes=tuple(args.remote),
+        instance_name=args.instance_name,
+        config=args.config,
+        project_config=args.project_config,
+    )
 
 
-def open_store(args: argparse.Namespace) -> ContentStore:
-    """The local store, behind the configured remotes if there are any."""
-    local = LocalStore(args.store)
-    if not (args.remote or args.config or args.project_config):
-        return local
-    try:
-        from casvfs.remote import LayeredStore, RemoteConfig, RemoteSpec
-    except ImportError as error:
-        raise CasvfsError(
-            f"remotes need the remote extra (pip install 'casvfs[remote]'): {error}", reason="no-remote"
-        ) from None
-
-    extra = [RemoteSpec(url, instance_name=args.instance_name, push=True) for url in args.remote]
-    config = RemoteConfig.load(args.config, args.project_config, extra=extra)
-    return LayeredStore(local, config) if config.remotes else local
+def _tree(args: argparse.Namespace) -> CasDirectory:
+    return CasDirectory(_spec(args).open(), Digest.parse(args.digest))
 
 
-def _store_options(args: argparse.Namespace) -> list[str]:
-    """The global options that recreate *args*' store in a child process."""
-    options = ["--store", args.store, "--instance-name", args.instance_name]
-    for url in args.remote:
-        options += ["--remote", url]
-    if args.config:
-        options += ["--config", os.path.abspath(args.config)]
-    if args.project_config:
-        options += ["--project-config", os.path.abspath(args.project_config)]
-    return options
-
-
-def _local(store: ContentStore) -> LocalStore:
-    local = getattr(store, "local", store)
-    assert isinstance(local, LocalStore)
-    return local
-
-
-def _tree(args: argparse.Namespace, store: ContentStore) -> CasDirectory:
-    return CasDirectory(store, Digest.parse(args.digest))
-
-
-def _cmd_import(args: argparse.Namespace, store: ContentStore) -> None:
+def _cmd_import(args: argparse.Namespace) -> None:
     # --digest-only hashes without writing: nothing reaches the store
-    target: ContentStore = DigestOnlyStore() if args.digest_only else store
-    progress = Progress("hashing" if args.digest_only else "importing")
+    target: ContentStore = DigestOnlyStore() if args.digest_only else _spec(args).open()
+    progress = _ProgressLine("hashing" if args.digest_only else "importing")
     try:
         digest = import_host_tree(target, args.path, properties=args.property, progress=progress)
     finally:
@@ -120,8 +74,8 @@ def _cmd_import(args: argparse.Namespace, store: ContentStore) -> None:
     print(digest)
 
 
-def _cmd_ls(args: argparse.Namespace, store: ContentStore) -> None:
-    tree = _tree(args, store).open_directory(args.path, follow_symlinks=True)
+def _cmd_ls(args: argparse.Namespace) -> None:
+    tree = _tree(args).open_directory(args.path, follow_symlinks=True)
     paths = list(tree.list_relative_paths()) if args.recursive else list(tree)
     for path in paths:
         if not args.long:
@@ -137,23 +91,23 @@ def _cmd_ls(args: argparse.Namespace, store: ContentStore) -> None:
             print(f"{kind} {stat.size:>10} {path}  {tree.file_digest(path)}")
 
 
-def _cmd_cat(args: argparse.Namespace, store: ContentStore) -> None:
-    with _tree(args, store).open_file(args.path, mode="rb") as stream:
+def _cmd_cat(args: argparse.Namespace) -> None:
+    with _tree(args).open_file(args.path, mode="rb") as stream:
         while chunk := stream.read(1 << 20):
             sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
 
 
-def _cmd_export(args: argparse.Namespace, store: ContentStore) -> None:
-    progress = Progress("exporting")
+def _cmd_export(args: argparse.Namespace) -> None:
+    progress = _ProgressLine("exporting")
     try:
-        _tree(args, store).export_files(args.directory, can_link=args.link, progress=progress)
+        _tree(args).export_files(args.directory, can_link=args.link, progress=progress)
     finally:
         progress.done()
 
 
-def _cmd_tar(args: argparse.Namespace, store: ContentStore) -> None:
-    tree = _tree(args, store)
+def _cmd_tar(args: argparse.Namespace) -> None:
+    tree = _tree(args)
     if args.file == "-":
         with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
             tree.export_to_tar(archive, "")
@@ -162,7 +116,8 @@ def _cmd_tar(args: argparse.Namespace, store: ContentStore) -> None:
             tree.export_to_tar(archive, "")
 
 
-def _cmd_diff(args: argparse.Namespace, store: ContentStore) -> None:
+def _cmd_diff(args: argparse.Namespace) -> None:
+    store = _spec(args).open()
     changes = diff(CasDirectory(store, Digest.parse(args.a)), CasDirectory(store, Digest.parse(args.b)))
     lines = [(path, "+") for path in changes.added]
     lines += [(path, "-") for path in changes.removed]
@@ -173,8 +128,8 @@ def _cmd_diff(args: argparse.Namespace, store: ContentStore) -> None:
         raise SystemExit(1)
 
 
-def _cmd_fsck(args: argparse.Namespace, store: ContentStore) -> None:
-    report = _local(store).fsck(repair=args.repair)
+def _cmd_fsck(args: argparse.Namespace) -> None:
+    report = _spec(args).open_local().fsck(repair=args.repair)
     for path in report.corrupt:
         print(f"corrupt: {path}")
     for path in report.removed:
@@ -184,27 +139,16 @@ def _cmd_fsck(args: argparse.Namespace, store: ContentStore) -> None:
         raise SystemExit(1)
 
 
-def _layered(store: ContentStore) -> LayeredStore:
-    from casvfs.remote import LayeredStore
-
-    if not isinstance(store, LayeredStore):
-        raise StoreError(
-            "no remote is configured (use --remote URL or a configuration file)", reason="no-remote"
-        )
-    return store
-
-
-def _cmd_push(args: argparse.Namespace, store: ContentStore) -> None:
-    layered = _layered(store)
-    for report in layered.push(Digest.parse(args.digest)):
+def _cmd_push(args: argparse.Namespace) -> None:
+    for report in _spec(args).open_remote().push(Digest.parse(args.digest)):
         print(
             f"{report.remote}: sent {report.missing} of {report.blobs} blobs "
             f"({report.bytes_sent} bytes) in {report.seconds:.2f} s"
         )
 
 
-def _cmd_pull(args: argparse.Namespace, store: ContentStore) -> None:
-    layered = _layered(store)
+def _cmd_pull(args: argparse.Namespace) -> None:
+    layered = _spec(args).open_remote()
     root = Digest.parse(args.digest)
     if args.path:
         # only the directories on the way are fetched
@@ -215,75 +159,30 @@ def _cmd_pull(args: argparse.Namespace, store: ContentStore) -> None:
     print(root)
 
 
-def _cmd_mount(args: argparse.Namespace, store: ContentStore) -> None:
+def _cmd_mount(args: argparse.Namespace) -> None:
     digest = Digest.parse(args.digest)
     if args.background:
-        _mount_in_background(args)
-        return
-    from casvfs.fuse.mount import serve_foreground  # needs the fuse extra
+        from casvfs.fuse import start_background  # needs the fuse extra
 
-    final = serve_foreground(store, digest, args.mountpoint, writable=args.writable)
+        print(start_background(_spec(args), digest, args.mountpoint, writable=args.writable))
+        return
+    from casvfs.fuse import serve
+
+    final = serve(_spec(args).open(), digest, args.mountpoint, writable=args.writable)
     if args.writable:
         print(final)
 
 
-def _mount_in_background(args: argparse.Namespace) -> None:
-    """Start a foreground mount in a new session and return once it is live."""
-    import subprocess
-    import tempfile
+def _cmd_snapshot(args: argparse.Namespace) -> None:
+    from casvfs.fuse import get_digest
 
-    command = [
-        sys.executable,
-        "-m",
-        "casvfs.cli",
-        *_store_options(args),
-        "mount",
-        args.digest,
-        args.mountpoint,
-    ]
-    if args.writable:
-        command.append("--writable")
-    # The server's log goes to an unlinked file rather than a pipe: nobody reads a pipe
-    # once we return, and a full or broken pipe would stall or break the server.
-    with tempfile.TemporaryFile() as log:
-        child = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while not os.path.ismount(args.mountpoint):
-            if child.poll() is not None:
-                log.seek(0)
-                lines = log.read().decode(errors="replace").strip().splitlines()
-                raise CasvfsError(
-                    f"mount failed: {lines[-1] if lines else 'server exited'}", reason="mount-failed"
-                )
-            if time.monotonic() > deadline:
-                child.kill()
-                raise CasvfsError("mount did not come up within 60 s", reason="mount-failed")
-            time.sleep(0.05)
-    print(child.pid)
+    print(get_digest(args.mountpoint))
 
 
-def _cmd_snapshot(args: argparse.Namespace, store: ContentStore) -> None:
-    from casvfs.fuse.mount import snapshot_of
+def _cmd_umount(args: argparse.Namespace) -> None:
+    from casvfs.fuse import unmount
 
-    print(snapshot_of(args.mountpoint))
-
-
-def _cmd_umount(args: argparse.Namespace, store: ContentStore) -> None:
-    import subprocess
-
-    from casvfs.fuse.mount import snapshot_of
-
-    digest = snapshot_of(args.mountpoint)
-    done = subprocess.run(["fusermount3", "-u", args.mountpoint], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise CasvfsError(f"cannot unmount {args.mountpoint}: {done.stderr.strip()}", reason="mount-failed")
-    print(digest)
+    print(unmount(args.mountpoint))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -395,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 difference/failure, 2 usage)."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args, open_store(args))
+        args.run(args)
     except (CasvfsError, ValueError) as error:
         print(f"casvfs: error: {error}", file=sys.stderr)
         return 1

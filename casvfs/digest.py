@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from google.protobuf.message import Message
 
-from casvfs.errors import REASON_INVALID_DIGEST, DigestError
+from casvfs.errors import REASON_INVALID_DIGEST, DigestError, StoreError, os_errors
 from casvfs.protos import remote_execution_pb2 as pb
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -68,8 +68,12 @@ def digest_stream(stream: BinaryIO) -> Digest:
 
 
 def digest_file(path: str | os.PathLike[str]) -> Digest:
-    """SHA-256 digest of a file's contents, never holding the whole file in memory."""
-    with open(path, "rb", buffering=0) as stream:
+    """SHA-256 digest of a file's contents, never holding the whole file in memory.
+
+    Raises :class:`~casvfs.StoreError` (reason from the errno: ``not-found``,
+    ``permission-denied``, ``io-error``…) when the file cannot be read."""
+    what = f"cannot read {os.fspath(path)}"
+    with os_errors(what, kind=StoreError), open(path, "rb", buffering=0) as stream:
         return digest_stream(stream)
 
 

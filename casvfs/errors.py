@@ -8,6 +8,10 @@ below). Invalid *arguments* (an absolute path, an unknown mode) are
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
 REASON_NOT_FOUND = "not-found"
 REASON_NOT_A_DIRECTORY = "not-a-directory"
 REASON_IS_A_DIRECTORY = "is-a-directory"
@@ -32,6 +36,11 @@ REASON_REMOTE_ERROR = "remote-error"
 REASON_REMOTE_UNSUPPORTED = "remote-unsupported"
 REASON_NO_REMOTE = "no-remote"
 REASON_INVALID_CONFIG = "invalid-config"
+REASON_MOUNT_FAILED = "mount-failed"
+REASON_IS_ROOT = "is-root"
+REASON_NAME_TOO_LONG = "name-too-long"
+REASON_PERMISSION_DENIED = "permission-denied"
+REASON_READ_ONLY = "read-only"
 
 
 class CasvfsError(Exception):
@@ -74,3 +83,43 @@ class RemoteError(StoreError):
 
 class ConfigError(CasvfsError, ValueError):
     """A remote configuration is invalid (reason ``invalid-config``)."""
+
+
+class MountError(CasvfsError):
+    """Mounting or unmounting failed (reason ``mount-failed``)."""
+
+
+_ERRNO_REASONS = {
+    errno.ENOENT: REASON_NOT_FOUND,
+    errno.ENOTDIR: REASON_NOT_A_DIRECTORY,
+    errno.EISDIR: REASON_IS_A_DIRECTORY,
+    errno.EEXIST: REASON_EXISTS,
+    errno.ENOTEMPTY: REASON_NOT_EMPTY,
+    errno.ELOOP: REASON_SYMLINK_LOOP,
+    errno.ENAMETOOLONG: REASON_NAME_TOO_LONG,
+    errno.EACCES: REASON_PERMISSION_DENIED,
+    errno.EPERM: REASON_PERMISSION_DENIED,
+    errno.EROFS: REASON_READ_ONLY,
+}
+
+
+def os_error(
+    error: OSError, what: str, *, kind: type[CasvfsError] = DirectoryError, reason: str | None = None
+) -> CasvfsError:
+    """The casvfs error for an ``OSError`` about *what* (a path, or a sentence naming
+    one): ``"WHAT: STRERROR"``, of class *kind*, with *reason* or else the reason of
+    the errno (``io-error`` for any errno without one of its own).
+
+    This is the one place where errno values become casvfs reasons."""
+    if reason is None:
+        reason = _ERRNO_REASONS.get(error.errno or 0, REASON_IO_ERROR)
+    return kind(f"{what}: {error.strerror or error}", reason=reason)
+
+
+@contextlib.contextmanager
+def os_errors(what: str, *, kind: type[CasvfsError] = DirectoryError) -> Iterator[None]:
+    """Raise :func:`os_error` for any ``OSError`` inside the block."""
+    try:
+        yield
+    except OSError as error:
+        raise os_error(error, what, kind=kind) from None

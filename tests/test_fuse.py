@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from casvfs import CasDirectory, ContentStore, Digest, LocalStore, MemoryStore
-from casvfs.fuse import Mount, MountError, mount, snapshot_of
+from casvfs.fuse import Mount, MountError, get_digest, mount
 from casvfs.protos import remote_execution_pb2 as pb
 from tests.peer_casd import REPO
 from tests.trees import Exe, Link, Spec, build_host, host_snapshot, random_spec
@@ -134,7 +134,7 @@ def test_attributes_and_digests_are_visible(tmp_path: Path, mountpoint: Path) ->
         assert isinstance(src, CasDirectory)
         assert os.getxattr(mountpoint / "src", "user.casvfs.digest").decode() == str(src.get_digest())
         assert os.getxattr(mountpoint, "user.casvfs.digest").decode() == str(tree.get_digest())
-        assert snapshot_of(str(mountpoint)) == tree.get_digest()
+        assert get_digest(str(mountpoint)) == tree.get_digest()
         statvfs = os.statvfs(mountpoint)
         assert statvfs.f_bsize > 0 and statvfs.f_blocks > 0
         assert run("df", str(mountpoint))
@@ -154,7 +154,7 @@ def test_read_only_mount_refuses_changes(tmp_path: Path, mountpoint: Path) -> No
                 attempt()
             assert failure.value.errno == errno.EROFS
         assert (mountpoint / "README").read_bytes() == b"read me\n"
-    assert handle.final_digest == tree.get_digest()
+    assert handle.get_digest() == tree.get_digest()
 
 
 def _generated_tree(store: ContentStore, fanout: int, depth: int, files: int) -> Digest:
@@ -299,15 +299,15 @@ def test_posix_operations_and_capture(tmp_path: Path, mountpoint: Path) -> None:
         assert tree.file_digest("big") not in [digest.hash for digest in store.opened]
         expected = _import_host_copy(tmp_path, m, store)  # reads everything, through the mount
         store.hashed.clear()
-        assert handle.snapshot() == expected
+        assert handle.get_digest() == expected
         # hashed: the written files still in the tree, nothing else
         assert sorted(Path(p).read_bytes() for p in store.hashed) == sorted(
             [b"read ME\n", b"int main(void) { return 1; }\n", b"read", b"new\n", b"replacement"]
         )
         store.hashed.clear()
-        assert handle.snapshot() == expected  # nothing written since: nothing hashed
+        assert handle.get_digest() == expected  # nothing written since: nothing hashed
         assert store.hashed == []
-    assert handle.final_digest == expected
+    assert handle.get_digest() == expected
 
 
 def test_build_tools_in_a_writable_mount(tmp_path: Path, mountpoint: Path) -> None:
@@ -336,7 +336,7 @@ def test_build_tools_in_a_writable_mount(tmp_path: Path, mountpoint: Path) -> No
         run("mv", "data-copy", "project/data-moved", cwd=mountpoint)
         run("rm", "-rf", "data", cwd=mountpoint)
         expected = _import_host_copy(tmp_path, mountpoint, tree.store)
-    assert handle.final_digest == expected
+    assert handle.get_digest() == expected
     result = handle.directory()
     assert result.isfile("project/hello") and result.stat("project/hello").executable
     assert not result.exists("data")
@@ -447,4 +447,4 @@ def test_one_mount_per_process(tmp_path: Path, mountpoint: Path) -> None:
             Mount(tree.store, tree.get_digest(), str(other)).start()
         assert failure.value.reason == "mount-failed"
     with pytest.raises(MountError):
-        snapshot_of(str(mountpoint))  # not a mount any more
+        get_digest(str(mountpoint))  # not a mount any more

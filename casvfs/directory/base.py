@@ -1,8 +1,9 @@
-"""The abstract :class:`Directory`: one contract, shared path resolution and merge rules.
+"""The abstract :class:`Directory`: the contract and path resolution.
 
-Both implementations inherit the path resolution and the import engine from
-here, so they cannot disagree on merge rules, results or errors; they differ
-only in the primitives (look up, list, make, remove, write one entry).
+Both implementations inherit the path resolution from here and import through
+one engine (:mod:`casvfs.directory.merge`), so they cannot disagree on merge
+rules, results or errors; they differ only in the primitives (look up, list,
+make, remove, write one entry: :mod:`casvfs.directory.primitives`).
 """
 
 from __future__ import annotations
@@ -10,32 +11,31 @@ from __future__ import annotations
 import abc
 import io
 import tarfile as tarfile_module
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, BinaryIO, Literal, overload
 
-from casvfs.directory.node import Node
+from casvfs.digest import Digest
+from casvfs.directory.merge import export_tree, import_tree
+from casvfs.directory.primitives import ImportOptions, TreePrimitives
 from casvfs.directory.source import HostSource, SourceTree
-from casvfs.directory.types import FileListResult, FileStat, FileType
+from casvfs.directory.types import FileListResult, FileStat, FilterCallback, Progress, file_stat
 from casvfs.errors import (
     REASON_EXISTS,
     REASON_INVALID_RENAME,
     REASON_IS_A_DIRECTORY,
+    REASON_IS_ROOT,
     REASON_NOT_A_DIRECTORY,
     REASON_NOT_A_FILE,
     REASON_NOT_A_SYMLINK,
     REASON_NOT_EMPTY,
     REASON_NOT_FOUND,
     REASON_SYMLINK_LOOP,
-    REASON_TYPE_MISMATCH,
     DirectoryError,
 )
 from casvfs.store.base import ContentStore
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
-
-FilterCallback = Callable[[str], bool]
-Progress = Callable[[int, int], None]
-"""Called as ``progress(files_done, bytes_done)`` while files are written or read."""
+from casvfs.tree import FileType, Node
 
 # Linux's limit on symlinks followed while resolving one path.
 MAX_SYMLINK_HOPS = 40
@@ -58,15 +58,6 @@ def split_path(path: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class ImportOptions:
-    """How the engine writes entries."""
-
-    update_mtime: float | None = None
-    link: bool = False
-    progress: Progress | None = None
-
-
-@dataclass(frozen=True)
 class Resolved:
     """Where a path ends: the directory holding it, its name there and its node."""
 
@@ -75,18 +66,7 @@ class Resolved:
     node: Node | None
 
 
-@dataclass
-class _Frame:
-    source: SourceTree
-    prefix: str
-    dest: Directory | None
-    parent: _Frame | None
-    name: str
-    grafted: bool = False
-    """Inserted by reference: only its paths remain to be reported."""
-
-
-class Directory(abc.ABC):
+class Directory(TreePrimitives):
     """A directory tree, on the host or in a CAS (BuildStream's ``Directory``).
 
     Paths are relative and ``/``-separated; ``..`` above the root stays at the
@@ -98,41 +78,7 @@ class Directory(abc.ABC):
     _parent: Directory | None = None
     _name: str = ""
 
-    # -- primitives each implementation provides ---------------------------------
-
-    @abc.abstractmethod
-    def _lookup(self, name: str) -> Node | None:
-        """The entry *name*, without following symlinks."""
-
-    @abc.abstractmethod
-    def _entries(self) -> list[Node]:
-        """All entries, sorted by name."""
-
-    @abc.abstractmethod
-    def _child(self, name: str) -> Directory:
-        """The existing subdirectory *name*."""
-
-    @abc.abstractmethod
-    def _mkdir(self, name: str, own: Node | None) -> Directory:
-        """Create the subdirectory *name* (absent) with the properties of *own*."""
-
-    @abc.abstractmethod
-    def _set_own(self, own: Node) -> None:
-        """Apply a source directory's own properties (its mtime) to this directory."""
-
-    @abc.abstractmethod
-    def _unlink(self, name: str) -> None:
-        """Remove the entry *name* and, for a directory, everything under it."""
-
-    @abc.abstractmethod
-    def _put(self, name: str, node: Node, store: ContentStore | None, options: ImportOptions) -> None:
-        """Write the file or symlink *node* as *name* (absent); a file's content is the
-        host file ``node.host_path`` or the blob ``node.digest`` in *store*."""
-
-    def _graft(self, name: str, source: SourceTree) -> bool:
-        """Insert the whole of *source* as *name* by reference, if this can; else False."""
-        del name, source
-        return False
+    # -- primitives beyond the engine's (TreePrimitives) ----------------------------
 
     @abc.abstractmethod
     def _move(self, name: str, dest: Directory, dest_name: str) -> None:
@@ -153,6 +99,16 @@ class Directory(abc.ABC):
     @abc.abstractmethod
     def _source_for_host(self, host_path: str, properties: list[str] | None) -> SourceTree:
         """The source to import from a host directory."""
+
+    def _blob_store(self) -> ContentStore | None:
+        """The store holding the file blobs its nodes name (None where nodes carry
+        ``host_path`` instead: a host tree)."""
+        return None
+
+    def _known_digest(self) -> Digest | None:
+        """The ``Directory`` digest of this tree if the implementation has one (a CAS
+        tree), so comparisons can skip identical subtrees; None otherwise."""
+        return None
 
     @abc.abstractmethod
     def file_digest(self, path: str) -> str:
@@ -178,8 +134,6 @@ class Directory(abc.ABC):
         :param progress: called as files are written (see :data:`Progress`).
         """
         del can_destroy  # the source is never consumed
-        from casvfs.directory.osdir import export_tree  # osdir builds on this module
-
         export_tree(self._as_source(), to_directory, link=can_link, progress=progress)
 
     # -- path resolution ------------------------------------------------------------
@@ -299,7 +253,9 @@ class Directory(abc.ABC):
 
     def stat(self, path: str, *, follow_symlinks: bool = False) -> FileStat:
         """The :class:`FileStat` of the entry at *path*."""
-        return self._existing(path, follow_symlinks=follow_symlinks).node.file_stat()  # type: ignore[union-attr]
+        node = self._existing(path, follow_symlinks=follow_symlinks).node
+        assert node is not None
+        return file_stat(node)
 
     def _is_type(self, path: str, kind: FileType, follow_symlinks: bool) -> bool:
         try:
@@ -381,7 +337,7 @@ class Directory(abc.ABC):
         """
         resolved = self._existing(path, follow_symlinks=False)
         if resolved.name == "":
-            raise DirectoryError("cannot remove the root of a tree", reason=REASON_INVALID_RENAME)
+            raise DirectoryError("cannot remove the root of a tree", reason=REASON_IS_ROOT)
         assert resolved.node is not None
         if (
             resolved.node.type is FileType.DIRECTORY
@@ -506,7 +462,8 @@ class Directory(abc.ABC):
             source = self._source_for_host(external_pathspec, properties)
         else:
             raise ValueError("import source must be a Directory or a host path")
-        result = self._import_tree(
+        result = import_tree(
+            self,
             source,
             filter_callback=filter_callback,
             options=ImportOptions(update_mtime=update_mtime),
@@ -516,160 +473,10 @@ class Directory(abc.ABC):
 
     def import_single_file(self, external_pathspec: str) -> FileListResult:
         """Import one host file (or symlink) into this directory under its basename."""
-        return self._import_tree(
+        return import_tree(
+            self,
             HostSource.single(external_pathspec),
             filter_callback=None,
             options=ImportOptions(),
             collect_result=True,
         )
-
-    def _import_tree(
-        self,
-        source: SourceTree,
-        *,
-        filter_callback: FilterCallback | None,
-        options: ImportOptions,
-        collect_result: bool,
-    ) -> FileListResult:
-        _check_conflicts(self, source, filter_callback)
-        result = FileListResult()
-        tally = [0, 0]  # files and bytes written, for progress
-        root = _Frame(source, "", self, None, "")
-        frames = [root]
-        finished: list[_Frame] = []
-        by_reference = filter_callback is None and options.update_mtime is None
-        while frames:
-            frame = frames.pop()
-            if frame.grafted:
-                if collect_result:
-                    _collect_written(frame.source, frame.prefix, result)
-                continue
-            finished.append(frame)
-            children = []
-            for node in frame.source.entries():
-                path = frame.prefix + node.name
-                if node.type is FileType.DIRECTORY:
-                    child = frame.source.child(node.name)
-                    child_frame = _Frame(child, path + "/", None, frame, node.name)
-                    if by_reference:
-                        dest = _ensure(frame)
-                        child_frame.grafted = dest._lookup(node.name) is None and dest._graft(
-                            node.name, child
-                        )
-                    if not child_frame.grafted and (filter_callback is None or filter_callback(path)):
-                        _ensure(child_frame)
-                    children.append(child_frame)
-                elif node.type is FileType.SPECIAL_FILE:
-                    result.ignored.append(path)
-                elif filter_callback is None or filter_callback(path):
-                    _write_entry(_ensure(frame), node, path, frame.source.store, options, result, tally)
-            frames.extend(reversed(children))
-        for frame in reversed(finished):
-            own = frame.source.own()
-            if frame.dest is not None and own is not None:
-                frame.dest._set_own(own)
-        return result
-
-
-def _check_conflicts(dest: Directory, source: SourceTree, filter_callback: FilterCallback | None) -> None:
-    """Raise ``type-mismatch`` before anything is written if a source directory would
-    land on a file or symlink. Only the part of the trees both sides have is walked."""
-    pending: list[tuple[Directory, SourceTree, str]] = [(dest, source, "")]
-    while pending:
-        directory, tree, prefix = pending.pop()
-        for node in tree.entries():
-            if node.type is not FileType.DIRECTORY:
-                continue
-            existing = directory._lookup(node.name)
-            if existing is None:
-                continue
-            path = prefix + node.name
-            if existing.type is FileType.DIRECTORY:
-                pending.append((directory._child(node.name), tree.child(node.name), path + "/"))
-            elif filter_callback is None or _accepts_any(tree.child(node.name), path, filter_callback):
-                kind = "symlink" if existing.type is FileType.SYMLINK else "file"
-                raise DirectoryError(
-                    f"cannot import directory {path!r} over a {kind}", reason=REASON_TYPE_MISMATCH
-                )
-
-
-def _accepts_any(tree: SourceTree, path: str, filter_callback: FilterCallback) -> bool:
-    """Whether the filter accepts *path* (a directory) or anything under it."""
-    pending = [(tree, path)]
-    while pending:
-        current, current_path = pending.pop()
-        if filter_callback(current_path):
-            return True
-        for node in current.entries():
-            child_path = f"{current_path}/{node.name}"
-            if node.type is FileType.DIRECTORY:
-                pending.append((current.child(node.name), child_path))
-            elif node.type is not FileType.SPECIAL_FILE and filter_callback(child_path):
-                return True
-    return False
-
-
-def _ensure(frame: _Frame) -> Directory:
-    """The destination directory of *frame*, made (with missing parents) on first need."""
-    chain = []
-    current: _Frame | None = frame
-    while current is not None and current.dest is None:
-        chain.append(current)
-        current = current.parent
-    for pending in reversed(chain):
-        assert pending.parent is not None and pending.parent.dest is not None
-        parent = pending.parent.dest
-        existing = parent._lookup(pending.name)
-        if existing is None:
-            pending.dest = parent._mkdir(pending.name, pending.source.own())
-        elif existing.type is FileType.DIRECTORY:
-            pending.dest = parent._child(pending.name)
-        else:
-            raise DirectoryError(
-                f"cannot import directory {pending.prefix.rstrip('/')!r} over a "
-                f"{'symlink' if existing.type is FileType.SYMLINK else 'file'}",
-                reason=REASON_TYPE_MISMATCH,
-            )
-    assert frame.dest is not None
-    return frame.dest
-
-
-def _write_entry(
-    dest: Directory,
-    node: Node,
-    path: str,
-    store: ContentStore | None,
-    options: ImportOptions,
-    result: FileListResult,
-    tally: list[int],
-) -> None:
-    existing = dest._lookup(node.name)
-    if existing is not None:
-        if existing.type is FileType.DIRECTORY and len(dest._child(node.name)) > 0:
-            result.ignored.append(path)
-            return
-        dest._unlink(node.name)
-        result.overwritten.append(path)
-    dest._put(node.name, node, store, options)
-    result.files_written.append(path)
-    if options.progress is not None:
-        tally[0] += 1
-        tally[1] += node.size
-        options.progress(tally[0], tally[1])
-
-
-def _collect_written(source: SourceTree, prefix: str, result: FileListResult) -> None:
-    """Add every non-directory under *source* to ``files_written`` (special files to
-    ``ignored``), in list order."""
-    pending = [(source, prefix)]
-    while pending:
-        tree, base = pending.pop()
-        subdirs = []
-        for node in tree.entries():
-            if node.type is FileType.DIRECTORY:
-                subdirs.append((tree.child(node.name), f"{base}{node.name}/"))
-            elif node.type is FileType.SPECIAL_FILE:
-                result.ignored.append(base + node.name)
-            else:
-                result.files_written.append(base + node.name)
-        pending.extend(reversed(subdirs))

@@ -8,18 +8,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import IO, TYPE_CHECKING, BinaryIO
+from typing import IO, BinaryIO, Self
 
 from casvfs.digest import Digest
-from casvfs.directory.base import Directory, ImportOptions
+from casvfs.directory.base import Directory
+from casvfs.directory.changes import TreeDiff, apply_changes
 from casvfs.directory.ingest import import_host_tree
-from casvfs.directory.node import Node, directory_to_proto, nodes_from_proto, properties_from_proto
+from casvfs.directory.primitives import ImportOptions
 from casvfs.directory.source import CasSource, SourceTree
-from casvfs.directory.types import FileType
-
-if TYPE_CHECKING:
-    from casvfs.directory.changes import TreeDiff
 from casvfs.store.base import ContentStore
+from casvfs.tree import FileType, Node, children_first, directory_to_proto, read_directory
 
 
 class CasDirectory(Directory):
@@ -60,34 +58,32 @@ class CasDirectory(Directory):
         """
         if self._digest is not None:
             return self._digest
-        order: list[CasDirectory] = []
-        pending = [self]
-        while pending:
-            directory = pending.pop()
-            order.append(directory)
-            pending.extend(child for child in directory._children.values() if child._digest is None)
-        for directory in reversed(order):
+        changed = children_first(
+            self, lambda directory: [c for c in directory._children.values() if c._digest is None]
+        )
+        for directory in changed:
             nodes = directory._load()
             for name, child in directory._children.items():
                 if nodes[name].digest != child._digest:
                     nodes[name] = replace(nodes[name], digest=child._digest)
-            message = directory_to_proto(list(nodes.values()), directory._own)
+            message = directory_to_proto(nodes.values(), directory._own)
             directory._digest = directory._store.put_directory(message)
         assert self._digest is not None
         return self._digest
+
+    def _known_digest(self) -> Digest:
+        return self.get_digest()
+
+    def _blob_store(self) -> ContentStore:
+        return self._store
 
     # -- internals -----------------------------------------------------------------
 
     def _load(self) -> dict[str, Node]:
         if self._nodes is None:
             assert self._digest is not None
-            message = self._store.get_directory(self._digest)
-            self._nodes = nodes_from_proto(message)
-            mtime, mode, props = properties_from_proto(
-                message.node_properties, message.HasField("node_properties")
-            )
-            if mtime is not None or mode is not None or props:
-                self._own = Node("", FileType.DIRECTORY, mtime_ns=mtime, unix_mode=mode, properties=props)
+            contents = read_directory(self._store.get_directory(self._digest))
+            self._nodes, self._own = contents.nodes, contents.own
         return self._nodes
 
     def _invalidate(self) -> None:
@@ -97,8 +93,8 @@ class CasDirectory(Directory):
             directory._digest = None
             directory = directory._parent
 
-    def _new_child(self, name: str, digest: Digest | None) -> CasDirectory:
-        child = CasDirectory(self._store, digest)
+    def _new_child(self, name: str, digest: Digest | None) -> Self:
+        child = type(self)(self._store, digest)
         child._parent = self
         child._name = name
         self._children[name] = child
@@ -110,13 +106,14 @@ class CasDirectory(Directory):
     def _entries(self) -> list[Node]:
         return sorted(self._load().values(), key=lambda node: node.name)
 
-    def _child(self, name: str) -> Directory:
+    def _child(self, name: str) -> Self:
         child = self._children.get(name)
         if child is None:
-            child = self._new_child(name, self._load()[name].digest)
+            return self._new_child(name, self._load()[name].digest)
+        assert isinstance(child, type(self))
         return child
 
-    def _mkdir(self, name: str, own: Node | None) -> Directory:
+    def _mkdir(self, name: str, own: Node | None) -> Self:
         self._load()[name] = Node(name, FileType.DIRECTORY)
         child = self._new_child(name, None)
         if own is not None:
@@ -219,8 +216,6 @@ class CasDirectory(Directory):
         Raises ``merge-conflict`` (changing nothing) where this tree changed a path
         differently; see :func:`casvfs.directory.changes.apply_changes`.
         """
-        from casvfs.directory.changes import apply_changes  # it imports this module
-
         return apply_changes(self, before, after)
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from casvfs.digest import Digest
-from casvfs.directory.base import Directory, ImportOptions
-from casvfs.directory.casdir import CasDirectory
-from casvfs.directory.node import Node
-from casvfs.directory.source import CasSource
-from casvfs.directory.types import FileType
+from casvfs.directory.base import Directory
+from casvfs.directory.merge import import_tree
+from casvfs.directory.primitives import ImportOptions
 from casvfs.errors import REASON_MERGE_CONFLICT, REASON_NOT_A_DIRECTORY, REASON_NOT_FOUND, DirectoryError
+from casvfs.tree import FileType, Node
 
 
 @dataclass
@@ -30,10 +28,6 @@ class TreeDiff:
         return bool(self.added or self.removed or self.modified)
 
 
-def _tree_digest(directory: Directory) -> Digest | None:
-    return directory.get_digest() if isinstance(directory, CasDirectory) else None
-
-
 def _subtree_paths(directory: Directory, prefix: str) -> list[str]:
     return [f"{prefix}/{path}" for path in directory.list_relative_paths()]
 
@@ -48,8 +42,8 @@ def diff(a: Directory, b: Directory) -> TreeDiff:
     pending: list[tuple[str, Directory, Directory]] = [("", a, b)]
     while pending:
         prefix, left, right = pending.pop()
-        left_digest = _tree_digest(left)
-        if left_digest is not None and left_digest == _tree_digest(right):
+        left_digest = left._known_digest()
+        if left_digest is not None and left_digest == right._known_digest():
             continue
         left_nodes = {node.name: node for node in left._entries()}
         right_nodes = {node.name: node for node in right._entries()}
@@ -99,12 +93,12 @@ def _same_at(x: Directory, y: Directory, path: str) -> bool:
         return left is None and right is None
     (left_dir, left_node), (right_dir, right_node) = left, right
     if left_node.type is FileType.DIRECTORY and right_node.type is FileType.DIRECTORY:
-        left_digest = _tree_digest(left_dir._child(left_node.name))
-        return left_digest is not None and left_digest == _tree_digest(right_dir._child(right_node.name))
+        left_digest = left_dir._child(left_node.name)._known_digest()
+        return left_digest is not None and left_digest == right_dir._child(right_node.name)._known_digest()
     return left_node.same_content(right_node)
 
 
-def apply_changes(target: CasDirectory, before: CasDirectory, after: CasDirectory) -> TreeDiff:
+def apply_changes(target: Directory, before: Directory, after: Directory) -> TreeDiff:
     """Apply the changes from *before* to *after* onto *target* (a three-way merge).
 
     A path changed by *after* must be unchanged in *target* (equal to *before*)
@@ -139,14 +133,16 @@ def apply_changes(target: CasDirectory, before: CasDirectory, after: CasDirector
                 continue  # a directory both sides have: its entries are handled one by one
             parent._unlink(name)
         if node.type is FileType.DIRECTORY:
-            subtree = source_dir._child(name)
-            assert isinstance(subtree, CasDirectory)
-            source = CasSource(subtree.store, subtree.get_digest())
+            source = source_dir._child(name)._as_source()
             if not parent._graft(name, source):
-                parent._mkdir(name, None)._import_tree(
-                    source, filter_callback=None, options=ImportOptions(), collect_result=False
+                import_tree(
+                    parent._mkdir(name, None),
+                    source,
+                    filter_callback=None,
+                    options=ImportOptions(),
+                    collect_result=False,
                 )
             grafted.append(path)
         else:
-            parent._put(name, node, after.store, ImportOptions())
+            parent._put(name, node, after._blob_store(), ImportOptions())
     return changes

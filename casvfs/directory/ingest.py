@@ -15,12 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from casvfs.digest import Digest
-from casvfs.directory.base import Progress
-from casvfs.directory.node import Node, directory_to_proto
-from casvfs.directory.types import FileType
-from casvfs.errors import REASON_IO_ERROR, REASON_NOT_A_DIRECTORY, REASON_NOT_FOUND, DirectoryError
+from casvfs.directory.types import Progress
+from casvfs.errors import REASON_NOT_A_DIRECTORY, DirectoryError, os_error, os_errors
 from casvfs.store.base import ContentStore
 from casvfs.timestamps import recorded_mtime_ns
+from casvfs.tree import FileType, Node, directory_to_proto
 
 SUPPORTED_PROPERTIES = frozenset({"mtime", "unix_mode"})
 
@@ -81,12 +80,8 @@ def import_host_tree(
     wanted = frozenset(properties or ())
     if not wanted <= SUPPORTED_PROPERTIES:
         raise ValueError(f"unsupported node properties: {sorted(wanted - SUPPORTED_PROPERTIES)}")
-    try:
+    with os_errors(f"cannot read {root}"):
         top = os.stat(root)
-    except FileNotFoundError:
-        raise DirectoryError(f"no such directory: {root}", reason=REASON_NOT_FOUND) from None
-    except OSError as error:
-        raise DirectoryError(f"cannot read {root}: {error.strerror}", reason=REASON_IO_ERROR) from None
     if not stat_module.S_ISDIR(top.st_mode):
         raise DirectoryError(f"{root} is not a directory", reason=REASON_NOT_A_DIRECTORY)
     ingest = _Ingest(store, workers or default_workers(), progress, skipped)
@@ -189,13 +184,8 @@ class _Ingest:
 
     def _scan_one(self, dirs: list[_HostDir], index: int) -> None:
         host_dir = dirs[index]
-        try:
-            with os.scandir(host_dir.path) as listing:
-                entries = sorted(listing, key=lambda entry: entry.name)
-        except OSError as error:
-            raise DirectoryError(
-                f"cannot list {host_dir.path}: {error.strerror}", reason=REASON_IO_ERROR
-            ) from None
+        with os_errors(f"cannot list {host_dir.path}"), os.scandir(host_dir.path) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
         for entry in entries:
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -221,15 +211,11 @@ class _Ingest:
                 elif self.skipped is not None:
                     self.skipped.setdefault(host_dir.prefix, []).append(entry.name)
             except OSError as error:
-                raise DirectoryError(
-                    f"cannot import {entry.path}: {error.strerror}", reason=REASON_IO_ERROR
-                ) from None
+                raise os_error(error, f"cannot import {entry.path}") from None
 
 
 def _result(future: Future[list[Digest]], batch: _Batch) -> list[Digest]:
     try:
         return future.result()
     except OSError as error:
-        raise DirectoryError(
-            f"cannot import a file under {batch[0][0].path}: {error}", reason=REASON_IO_ERROR
-        ) from None
+        raise os_error(error, f"cannot import a file under {batch[0][0].path}") from None

@@ -12,15 +12,9 @@ import os
 from dataclasses import dataclass
 
 from casvfs.digest import Digest
-from casvfs.directory.node import Node, node_from_stat, nodes_from_proto, properties_from_proto
-from casvfs.directory.types import FileType
-from casvfs.errors import (
-    REASON_IO_ERROR,
-    REASON_IS_A_DIRECTORY,
-    REASON_NOT_FOUND,
-    DirectoryError,
-)
+from casvfs.errors import REASON_IS_A_DIRECTORY, DirectoryError, os_error, os_errors
 from casvfs.store.base import ContentStore
+from casvfs.tree import FileType, Node, node_from_stat, read_directory
 
 
 class SourceTree(abc.ABC):
@@ -77,13 +71,8 @@ class CasSource(SourceTree):
 
     def _load(self) -> dict[str, Node]:
         if self._nodes is None:
-            message = self._store.get_directory(self._digest)
-            self._nodes = nodes_from_proto(message)
-            mtime, mode, props = properties_from_proto(
-                message.node_properties, message.HasField("node_properties")
-            )
-            if mtime is not None or mode is not None or props:
-                self._own = Node("", FileType.DIRECTORY, mtime_ns=mtime, unix_mode=mode, properties=props)
+            contents = read_directory(self._store.get_directory(self._digest))
+            self._nodes, self._own = contents.nodes, contents.own
         return self._nodes
 
     def entries(self) -> list[Node]:
@@ -115,24 +104,16 @@ class HostSource(SourceTree):
     @classmethod
     def scan(cls, path: str) -> HostSource:
         """Snapshot the tree under *path* (iteratively: depth is unbounded)."""
-        try:
+        with os_errors(f"cannot read {path}"):
             top = cls._scan_one(path, os.stat(path))
-        except FileNotFoundError:
-            raise DirectoryError(f"no such directory: {path}", reason=REASON_NOT_FOUND) from None
-        except OSError as error:
-            raise DirectoryError(f"cannot read {path}: {error.strerror}", reason=REASON_IO_ERROR) from None
         pending = [top]
         while pending:
             tree = pending.pop()
             for node in tree.nodes:
                 if node.type is FileType.DIRECTORY:
                     assert node.host_path is not None
-                    try:
+                    with os_errors(f"cannot read {node.host_path}"):
                         child = cls._scan_one(node.host_path, os.lstat(node.host_path))
-                    except OSError as error:
-                        raise DirectoryError(
-                            f"cannot read {node.host_path}: {error.strerror}", reason=REASON_IO_ERROR
-                        ) from None
                     tree.children[node.name] = child
                     pending.append(child)
         return top
@@ -142,10 +123,8 @@ class HostSource(SourceTree):
         """A one-entry source holding the host file (or symlink) at *path*."""
         try:
             node = node_from_stat(os.path.basename(path), path, os.lstat(path))
-        except FileNotFoundError:
-            raise DirectoryError(f"no such file: {path}", reason=REASON_NOT_FOUND) from None
         except OSError as error:
-            raise DirectoryError(f"cannot read {path}: {error.strerror}", reason=REASON_IO_ERROR) from None
+            raise os_error(error, f"cannot read {path}") from None
         if node.type is FileType.DIRECTORY:
             raise DirectoryError(f"{path} is a directory, not a file", reason=REASON_IS_A_DIRECTORY)
         return cls([node], {}, None)

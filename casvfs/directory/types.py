@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
+from casvfs.tree import FileType, Node
 
+__all__ = ["FileListResult", "FileStat", "FileType", "FilterCallback", "Progress", "file_stat"]
 
-class FileType(enum.Enum):
-    """The kind of a directory entry."""
-
-    DIRECTORY = 1
-    REGULAR_FILE = 2
-    SYMLINK = 3
-    SPECIAL_FILE = 4
+FilterCallback = Callable[[str], bool]
+"""Called with each source path of an import; only accepted paths are imported."""
+Progress = Callable[[int, int], None]
+"""Called as ``progress(files_done, bytes_done)`` while files are written or read."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,13 @@ class FileStat:
     mtime: float = ARBITRARY_TIMESTAMP
 
 
+def file_stat(node: Node) -> FileStat:
+    """The :class:`FileStat` of a node."""
+    mtime = ARBITRARY_TIMESTAMP if node.mtime_ns is None else node.mtime_ns / 1e9
+    size = len(node.target.encode()) if node.type is FileType.SYMLINK else node.size
+    return FileStat(node.type, executable=node.executable, size=size, mtime=mtime)
+
+
 @dataclass
 class FileListResult:
     """What an import did, as lists of relative paths."""
@@ -45,12 +51,3 @@ class FileListResult:
     """Kept for BuildStream compatibility; casvfs never fails to apply attributes silently."""
     files_written: list[str] = field(default_factory=list)
     """Every non-directory written (files and symlinks)."""
-
-    def combine(self, other: FileListResult) -> FileListResult:
-        """A new result holding this one's paths followed by *other*'s."""
-        return FileListResult(
-            overwritten=self.overwritten + other.overwritten,
-            ignored=self.ignored + other.ignored,
-            failed_attributes=self.failed_attributes + other.failed_attributes,
-            files_written=self.files_written + other.files_written,
-        )

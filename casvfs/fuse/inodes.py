@@ -4,7 +4,7 @@ Unmodified nodes are CAS nodes, loaded one directory at a time. A written file
 lives in a scratch file; a changed directory is marked modified up to the root.
 Nothing here blocks on the store or the disk: the caller does that work (off
 the event loop) and hands the results in (:meth:`InodeTable.load_directory`,
-:meth:`InodeTable.set_scratch`).
+and ``Inode.scratch`` once a scratch file exists).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from casvfs.digest import Digest
-from casvfs.directory.node import Node, nodes_from_proto, properties_from_proto
-from casvfs.directory.types import FileType
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
+from casvfs.tree import FileType, Node, read_directory
 
 ROOT_INODE = 1
 ARBITRARY_NS = ARBITRARY_TIMESTAMP * 1_000_000_000
@@ -56,6 +55,9 @@ class Inode:
     """A modified node's digest at the last capture (file content, or directory
     message), until the next change."""
     lookups: int = 0
+    """References the kernel holds (lookups answered minus forgotten)."""
+    detached: bool = False
+    """Unlinked or replaced: no directory holds it, only the kernel may."""
     generation: int = 0
     """Bumped by every change, so a capture can tell whether it hashed the latest content."""
 
@@ -99,8 +101,9 @@ class InodeTable:
         assert inode.children is not None, "load the directory first"
         return inode
 
-    def needs_load(self, ino: int) -> Digest | None:
-        """The ``Directory`` digest to fetch before *ino* can be listed, if any."""
+    def unloaded_digest(self, ino: int) -> Digest | None:
+        """The ``Directory`` digest to fetch before *ino* can be listed; None once
+        it is loaded."""
         inode = self.get(ino)
         if inode.kind is not FileType.DIRECTORY:
             raise FsError(errno.ENOTDIR)
@@ -114,22 +117,19 @@ class InodeTable:
         inode = self.get(ino)
         if inode.children is not None:
             return  # loaded meanwhile by a concurrent request
-        mtime, mode, props = properties_from_proto(
-            message.node_properties, message.HasField("node_properties")
-        )
-        if mtime is not None:
-            inode.mtime_ns = mtime
+        contents = read_directory(message)
+        own = contents.own or Node("", FileType.DIRECTORY)
+        if own.mtime_ns is not None:
+            inode.mtime_ns = own.mtime_ns
         inode.node = Node(
             inode.node.name,
             FileType.DIRECTORY,
             digest=inode.node.digest,
-            mtime_ns=mtime,
-            unix_mode=mode,
-            properties=props,
+            mtime_ns=own.mtime_ns,
+            unix_mode=own.unix_mode,
+            properties=own.properties,
         )
-        inode.children = {
-            name: self._inode_for(node, ino) for name, node in nodes_from_proto(message).items()
-        }
+        inode.children = {name: self._inode_for(node, ino) for name, node in contents.nodes.items()}
         self.loaded_directories += 1
 
     def _inode_for(self, node: Node, parent: int) -> int:
@@ -167,10 +167,19 @@ class InodeTable:
         """The kernel dropped *count* references to *ino*.
 
         Inodes stay while their directory is loaded (a directory's entries are
-        inodes), so memory follows what was listed, not the tree's size."""
+        inodes), so memory follows what was listed, not the tree's size; a
+        detached inode goes once the kernel holds no reference to it."""
         inode = self.inodes.get(ino)
         if inode is not None:
             inode.lookups = max(0, inode.lookups - count)
+            if inode.detached and inode.lookups == 0 and ino != ROOT_INODE:
+                del self.inodes[ino]
+
+    def _detach(self, inode: Inode) -> None:
+        """*inode* left the tree: it stays only while the kernel references it."""
+        inode.detached = True
+        if inode.lookups == 0:
+            del self.inodes[inode.ino]
 
     # -- changes (writable mounts) ---------------------------------------------------
 
@@ -202,7 +211,6 @@ class InodeTable:
         *,
         target: str = "",
         executable: bool = False,
-        scratch: str | None = None,
     ) -> Inode:
         """Create a new entry in *parent* (which must not hold *name*)."""
         self._check_writable()
@@ -221,7 +229,6 @@ class InodeTable:
             mtime_ns=time.time_ns(),
             size=len(target.encode()),
             modified=True,
-            scratch=scratch,
         )
         if kind is FileType.DIRECTORY:
             inode.children = {}
@@ -245,6 +252,7 @@ class InodeTable:
         children = self.directory(parent).children
         assert children is not None
         del children[name]
+        self._detach(inode)
         self._dirty_parent(parent)
         return inode
 
@@ -281,6 +289,8 @@ class InodeTable:
         del source_children[name]
         target_children[new_name] = moving.ino
         moving.parent = new_parent
+        if replaced is not None:
+            self._detach(replaced)
         self._dirty_parent(parent)
         self._dirty_parent(new_parent)
         return replaced

@@ -1,5 +1,5 @@
-"""Mounting a tree digest: a handle for Python code, and the foreground loop of
-``casvfs mount``."""
+"""Mounting a tree digest: a handle for Python code, the foreground loop of
+``casvfs mount``, and the digest and unmount of a mount served by any process."""
 
 from __future__ import annotations
 
@@ -18,19 +18,14 @@ import pyfuse3
 import trio
 
 from casvfs.digest import Digest
-from casvfs.directory.casdir import CasDirectory
-from casvfs.errors import CasvfsError
+from casvfs.directory import CasDirectory
+from casvfs.errors import REASON_MOUNT_FAILED, CasvfsError, MountError
 from casvfs.fuse.operations import SNAPSHOT_XATTR, CasOperations
 from casvfs.store.base import ContentStore
 
-REASON_MOUNT_FAILED = "mount-failed"
 # what a mount answers once its server has died (ECONNABORTED while it is going away)
 _DEAD_SERVER = (errno.ENOTCONN, errno.ECONNABORTED)
 _active = threading.Lock()  # pyfuse3 holds one session per process
-
-
-class MountError(CasvfsError):
-    """Mounting or unmounting failed (reason ``mount-failed``)."""
 
 
 def clean_stale_mount(mountpoint: str) -> bool:
@@ -86,8 +81,8 @@ class Mount:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        #: The digest captured at unmount (None until then).
-        self.final_digest: Digest | None = None
+        self._final: Digest | None = None
+        """The digest captured at unmount."""
 
     def start(self) -> None:
         """Mount and return once the mount is live."""
@@ -125,32 +120,37 @@ class Mount:
             self.operations.close_files()
             _active.release()
 
-    def snapshot(self) -> Digest:
-        """The digest of the tree as the mount shows it now (written files hashed)."""
+    def get_digest(self) -> Digest:
+        """The digest of the tree as the mount shows it now (written files hashed),
+        or, once unmounted, as it was at unmount."""
+        if self._final is not None:
+            return self._final
         if self._token is None or self._thread is None or not self._thread.is_alive():
             raise MountError("the mount is not live", reason=REASON_MOUNT_FAILED)
-        return trio.from_thread.run(self.operations.capture, trio_token=self._token)
+        return trio.from_thread.run(self.operations.get_digest, trio_token=self._token)
 
     def unmount(self) -> Digest:
-        """Capture the tree, unmount, and return the captured digest."""
+        """Capture the tree, unmount, and return its digest."""
         if self._thread is None:
             raise MountError("not mounted", reason=REASON_MOUNT_FAILED)
+        if self._final is not None:
+            return self._final
         if self._thread.is_alive():
-            self.final_digest = self.snapshot()
+            final = self.get_digest()
             with contextlib.suppress(trio.RunFinishedError):
                 trio.from_thread.run_sync(pyfuse3.terminate, trio_token=self._token)
             self._thread.join()
-        if self.final_digest is None:
-            self.final_digest = trio.run(self.operations.capture)
+        else:
+            final = trio.run(self.operations.get_digest)
+        self._final = final
         if self._own_scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
-        return self.final_digest
+        return final
 
     def directory(self) -> CasDirectory:
-        """The mounted tree as a :class:`~casvfs.CasDirectory` over the same store:
-        captured now while mounted, or as captured at unmount."""
-        digest = self.snapshot() if self.final_digest is None else self.final_digest
-        return CasDirectory(self.operations.store, digest)
+        """The mounted tree as a :class:`~casvfs.CasDirectory` over the same store,
+        at :meth:`get_digest`."""
+        return CasDirectory(self.operations.store, self.get_digest())
 
     def __enter__(self) -> Mount:
         return self
@@ -174,9 +174,9 @@ def mount(
 
     Directories are loaded when looked up, blobs opened when read. With
     *writable*, changes go to a scratch directory (a temporary one unless
-    given) and never into the store's objects; :meth:`Mount.snapshot` and the
-    unmount at the end of the block capture the tree as a new digest
-    (``handle.final_digest``).
+    given) and never into the store's objects; :meth:`Mount.get_digest` captures
+    the tree as a new digest, while mounted and after the unmount at the end of
+    the block.
     """
     handle = Mount(store, digest, mountpoint, writable=writable, scratch=scratch)
     handle.start()
@@ -186,7 +186,7 @@ def mount(
         handle.unmount()
 
 
-def serve_foreground(
+def serve(
     store: ContentStore, digest: Digest, mountpoint: str, *, writable: bool, scratch: str | None = None
 ) -> Digest:
     """Serve a mount in this thread until SIGINT/SIGTERM or an external unmount;
@@ -205,7 +205,7 @@ def serve_foreground(
             nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
             await pyfuse3.main()
             nursery.cancel_scope.cancel()
-        return await operations.capture()
+        return await operations.get_digest()
 
     try:
         return trio.run(main)
@@ -223,11 +223,22 @@ async def _stop_on_signals(scope: trio.CancelScope) -> None:
             return
 
 
-def snapshot_of(mountpoint: str) -> Digest:
-    """Ask the casvfs mount at *mountpoint* (in any process) for its current digest."""
+def get_digest(mountpoint: str) -> Digest:
+    """Ask the casvfs mount at *mountpoint* (served by any process) for the digest
+    of its tree as it is now."""
     try:
         return Digest.parse(os.getxattr(mountpoint, os.fsdecode(SNAPSHOT_XATTR)).decode())
     except OSError as error:
         raise MountError(
             f"{mountpoint} is not a casvfs mount: {error.strerror}", reason=REASON_MOUNT_FAILED
         ) from None
+
+
+def unmount(mountpoint: str) -> Digest:
+    """Capture the casvfs mount at *mountpoint* (served by any process), unmount it
+    and return its digest; its server then exits."""
+    digest = get_digest(mountpoint)
+    done = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise MountError(f"cannot unmount {mountpoint}: {done.stderr.strip()}", reason=REASON_MOUNT_FAILED)
+    return digest

@@ -20,15 +20,14 @@ from typing import Any, TypeVar
 import pyfuse3
 import trio
 
-from casvfs.digest import Digest, digest_message
-from casvfs.directory.node import Node, directory_to_proto
-from casvfs.directory.types import FileType
+from casvfs.digest import Digest
 from casvfs.errors import CasvfsError
 from casvfs.fuse.blobfiles import BlobFiles
+from casvfs.fuse.capture import get_digest as capture_digest
 from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
-from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.base import ContentStore
 from casvfs.timestamps import recorded_mtime_ns
+from casvfs.tree import FileType
 
 log = logging.getLogger("casvfs.fuse")
 
@@ -98,7 +97,7 @@ class CasOperations(pyfuse3.Operations):
     # -- helpers ----------------------------------------------------------------------
 
     async def _loaded(self, ino: int) -> None:
-        digest = self.table.needs_load(ino)
+        digest = self.table.unloaded_digest(ino)
         if digest is not None:
             message = await trio.to_thread.run_sync(self.store.get_directory, digest)
             self.table.load_directory(ino, message)
@@ -223,39 +222,39 @@ class CasOperations(pyfuse3.Operations):
     @handler
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == SNAPSHOT_XATTR and inode == ROOT_INODE:
-            return str(await self.capture()).encode()
-        node = self.table.get(inode)
-        if name == DIGEST_XATTR and node.digest is not None and node.kind is not FileType.SYMLINK:
-            return str(node.digest).encode()
+            return str(await self.get_digest()).encode()
+        entry = self.table.get(inode)
+        if name == DIGEST_XATTR and entry.digest is not None and entry.kind is not FileType.SYMLINK:
+            return str(entry.digest).encode()
         raise FsError(pyfuse3.ENOATTR)
 
     @handler
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        node = self.table.get(inode)
-        return [DIGEST_XATTR] if node.digest is not None and node.kind is not FileType.SYMLINK else []
+        entry = self.table.get(inode)
+        return [DIGEST_XATTR] if entry.digest is not None and entry.kind is not FileType.SYMLINK else []
 
     # -- reading and writing -------------------------------------------------------------
 
     @handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        node = self.table.get(inode)
-        if node.kind is not FileType.REGULAR_FILE:
-            raise FsError(errno.EISDIR if node.kind is FileType.DIRECTORY else errno.EINVAL)
+        entry = self.table.get(inode)
+        if entry.kind is not FileType.REGULAR_FILE:
+            raise FsError(errno.EISDIR if entry.kind is FileType.DIRECTORY else errno.EINVAL)
         writing = bool(flags & _WRITE_FLAGS)
         if (writing or flags & os.O_TRUNC) and not self.writable:
             raise FsError(errno.EROFS)
-        if writing or (flags & os.O_TRUNC) or node.scratch is not None:
-            await self._copy_up(node, truncate=bool(flags & os.O_TRUNC))
+        if writing or (flags & os.O_TRUNC) or entry.scratch is not None:
+            await self._copy_up(entry, truncate=bool(flags & os.O_TRUNC))
             if flags & os.O_TRUNC:
-                node.size = 0
-                node.mtime_ns = recorded_mtime_ns(time.time_ns())
+                entry.size = 0
+                entry.mtime_ns = recorded_mtime_ns(time.time_ns())
                 self.table.touch(inode)
-            assert node.scratch is not None
-            fd = await trio.to_thread.run_sync(os.open, node.scratch, os.O_RDWR | os.O_CLOEXEC)
-            return pyfuse3.FileInfo(fh=self._new_handle(_Handle(node, fd=fd)), keep_cache=False)
+            assert entry.scratch is not None
+            fd = await trio.to_thread.run_sync(os.open, entry.scratch, os.O_RDWR | os.O_CLOEXEC)
+            return pyfuse3.FileInfo(fh=self._new_handle(_Handle(entry, fd=fd)), keep_cache=False)
         # Nothing is opened yet: when the kernel has the pages (keep_cache), no read
         # comes and this open cost no trip to a worker thread.
-        return pyfuse3.FileInfo(fh=self._new_handle(_Handle(node)), keep_cache=True)
+        return pyfuse3.FileInfo(fh=self._new_handle(_Handle(entry)), keep_cache=True)
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -417,119 +416,29 @@ class CasOperations(pyfuse3.Operations):
         fh: int | None,
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
-        node = self.table.get(inode)
+        entry = self.table.get(inode)
         changing = fields.update_size or fields.update_mode or fields.update_mtime
         if changing and not self.writable:
             raise FsError(errno.EROFS)
         if fields.update_size:
-            if node.kind is not FileType.REGULAR_FILE:
+            if entry.kind is not FileType.REGULAR_FILE:
                 raise FsError(errno.EISDIR)
-            await self._copy_up(node, truncate=attr.st_size == 0)
-            assert node.scratch is not None
-            await trio.to_thread.run_sync(os.truncate, node.scratch, attr.st_size)
-            node.size = attr.st_size
-            node.mtime_ns = recorded_mtime_ns(time.time_ns())
-        if fields.update_mode and node.kind is FileType.REGULAR_FILE:
-            node.executable = bool(attr.st_mode & stat_module.S_IXUSR)
+            await self._copy_up(entry, truncate=attr.st_size == 0)
+            assert entry.scratch is not None
+            await trio.to_thread.run_sync(os.truncate, entry.scratch, attr.st_size)
+            entry.size = attr.st_size
+            entry.mtime_ns = recorded_mtime_ns(time.time_ns())
+        if fields.update_mode and entry.kind is FileType.REGULAR_FILE:
+            entry.executable = bool(attr.st_mode & stat_module.S_IXUSR)
         if fields.update_mtime:
-            node.mtime_ns = recorded_mtime_ns(attr.st_mtime_ns)
+            entry.mtime_ns = recorded_mtime_ns(attr.st_mtime_ns)
         if changing:
             self.table.touch(inode)
-        return self.attributes(node)
+        return self.attributes(entry)
 
-    # -- capture -------------------------------------------------------------------------
-
-    async def capture(self) -> Digest:
-        """The digest of the tree as it is now. Only files written since their last
-        capture are read and hashed; unmodified subtrees keep their digests."""
-        while pending := self._unhashed_files():
-            for inode in pending:
-                assert inode.scratch is not None
-                generation = inode.generation
-                digest = await trio.to_thread.run_sync(self.store.put_file, inode.scratch)
-                if inode.generation == generation:  # else written meanwhile: hash again
-                    inode.captured = digest
-        # No awaits from here on: the messages describe one instant of the tree.
-        messages: list[pb.Directory] = []
-        root = self._capture_directory(ROOT_INODE, messages)
-        await trio.to_thread.run_sync(_put_all, self.store, messages)
-        return root
-
-    def _unhashed_files(self) -> list[Inode]:
-        """Written files in the tree (not unlinked ones) whose content has no digest yet."""
-        found: list[Inode] = []
-        pending = [self.table.get(ROOT_INODE)]
-        while pending:
-            directory = pending.pop()
-            if not directory.modified or directory.captured is not None:
-                continue
-            for child in (directory.children or {}).values():
-                inode = self.table.inodes[child]
-                if inode.kind is FileType.DIRECTORY:
-                    pending.append(inode)
-                elif inode.scratch is not None and inode.captured is None:
-                    found.append(inode)
-        return found
-
-    def _capture_directory(self, ino: int, messages: list[pb.Directory]) -> Digest:
-        order: list[Inode] = []
-        pending = [self.table.get(ino)]
-        while pending:
-            directory = pending.pop()
-            if directory.digest is not None or directory.captured is not None:
-                continue
-            order.append(directory)
-            pending.extend(
-                self.table.inodes[child]
-                for child in (directory.children or {}).values()
-                if self.table.inodes[child].kind is FileType.DIRECTORY
-            )
-        for directory in reversed(order):
-            nodes = [self._node(name, child) for name, child in self.table.entries(directory.ino)]
-            own = (
-                directory.node
-                if directory.node.mtime_ns is None
-                else Node(
-                    "",
-                    FileType.DIRECTORY,
-                    mtime_ns=directory.mtime_ns,
-                    unix_mode=directory.node.unix_mode,
-                    properties=directory.node.properties,
-                )
-            )
-            message = directory_to_proto(nodes, own)
-            messages.append(message)
-            directory.captured = digest_message(message)
-        top = self.table.get(ino)
-        result = top.digest or top.captured
-        assert result is not None
-        return result
-
-    @staticmethod
-    def _node(name: str, inode: Inode) -> Node:
-        original = inode.node
-        if not inode.modified:
-            return original.renamed(name)
-        mtime = inode.mtime_ns if original.mtime_ns is not None else None
-        if inode.kind is FileType.DIRECTORY:
-            return Node(name, FileType.DIRECTORY, digest=inode.captured)
-        if inode.kind is FileType.SYMLINK:
-            return Node(
-                name, FileType.SYMLINK, target=original.target, mtime_ns=mtime, properties=original.properties
-            )
-        digest = inode.captured if inode.scratch is not None else original.digest
-        assert digest is not None
-        return Node(
-            name,
-            FileType.REGULAR_FILE,
-            executable=inode.executable,
-            size=digest.size_bytes,
-            digest=digest,
-            mtime_ns=mtime,
-            # the mode the mount shows for a changed file, where the tree records modes
-            unix_mode=None if original.unix_mode is None else (0o755 if inode.executable else 0o644),
-            properties=original.properties,
-        )
+    async def get_digest(self) -> Digest:
+        """The digest of the tree as the mount shows it now (see :mod:`casvfs.fuse.capture`)."""
+        return await capture_digest(self.table, self.store)
 
 
 def _create_empty(path: str) -> None:
@@ -546,8 +455,3 @@ def _copy_blob(store: ContentStore, digest: Digest, path: str) -> None:
     with store.open(digest) as source, open(path, "wb") as sink:
         while chunk := source.read(1 << 20):
             sink.write(chunk)
-
-
-def _put_all(store: ContentStore, messages: list[pb.Directory]) -> None:
-    for message in messages:
-        store.put_directory(message)

@@ -204,7 +204,10 @@ class LayeredStore(ContentStore):
         (a prefetch)."""
         try:
             files = self.local.tree_blobs(root, directories=False)
-        except StoreError:  # some Directory is not local yet
+        except StoreError as error:
+            if error.reason != REASON_BLOB_MISSING:  # a corrupt or invalid local object
+                raise
+            # some Directory is not local yet
             self._pull_directories(root)
             if tree_only:
                 return

@@ -11,7 +11,7 @@ from typing import BinaryIO
 from google.protobuf.message import DecodeError
 
 from casvfs.digest import Digest, digest_bytes, digest_message, serialize_message
-from casvfs.errors import REASON_BLOB_CORRUPT, REASON_INVALID_DIRECTORY, DirectoryError, StoreError
+from casvfs.errors import REASON_BLOB_CORRUPT, REASON_INVALID_DIRECTORY, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.statcache import StatCache
 from casvfs.store.validation import validate_directory
@@ -91,7 +91,7 @@ class ContentStore(abc.ABC):
         try:
             message.ParseFromString(data)
         except DecodeError:
-            raise DirectoryError(
+            raise StoreError(
                 f"blob {digest} is not a Directory message", reason=REASON_INVALID_DIRECTORY
             ) from None
         validate_directory(message, digest)

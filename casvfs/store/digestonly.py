@@ -15,4 +15,4 @@ class DigestOnlyStore(MemoryStore):
     contents later fails with ``blob-missing``."""
 
     def put_file(self, path: str | os.PathLike[str]) -> Digest:
-        return digest_file(path)
+        return digest_file(path)  # raises StoreError, as every put_file does

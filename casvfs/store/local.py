@@ -18,8 +18,9 @@ from casvfs.digest import CHUNK_SIZE, Digest, digest_bytes, digest_stream
 from casvfs.errors import (
     REASON_BLOB_CORRUPT,
     REASON_BLOB_MISSING,
-    REASON_IO_ERROR,
     StoreError,
+    os_error,
+    os_errors,
 )
 from casvfs.store.base import ContentStore
 from casvfs.store.statcache import StatCache
@@ -79,9 +80,7 @@ class LocalStore(ContentStore):
             for slot in range(_TMP_SLOTS):
                 os.makedirs(os.path.join(self._tmp, f"{slot:x}"), exist_ok=True)
         except OSError as error:
-            raise StoreError(
-                f"cannot create store at {self.root}: {error.strerror}", reason=REASON_IO_ERROR
-            ) from None
+            raise os_error(error, f"cannot create store at {self.root}", kind=StoreError) from None
 
     def __repr__(self) -> str:
         return f"LocalStore({self.root!r})"
@@ -110,7 +109,7 @@ class LocalStore(ContentStore):
         except FileNotFoundError:
             raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
         except OSError as error:
-            raise StoreError(f"cannot read blob {digest}: {error.strerror}", reason=REASON_IO_ERROR) from None
+            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
         if self.verify_reads:
             with stream:
                 data = stream.read()
@@ -179,7 +178,7 @@ class LocalStore(ContentStore):
                 tmp, fd = self._write_new(data)
                 self._publish(tmp, fd, self.object_path(digest))
             except OSError as error:
-                raise StoreError(f"cannot store blob: {error}", reason=REASON_IO_ERROR) from None
+                raise os_error(error, f"cannot store a blob in {self.root}", kind=StoreError) from None
         return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> Digest:
@@ -192,15 +191,13 @@ class LocalStore(ContentStore):
                     return self._put_large(source, data)
                 return self._put_large(source, b"")
         except OSError as error:
-            raise StoreError(
-                f"cannot import {os.fspath(path)}: {error.strerror}", reason=REASON_IO_ERROR
-            ) from None
+            raise os_error(error, f"cannot import {os.fspath(path)}", kind=StoreError) from None
 
     def put_stream(self, stream: BinaryIO) -> Digest:
         try:
             return self._put_large(stream, b"")
         except OSError as error:
-            raise StoreError(f"cannot store stream: {error}", reason=REASON_IO_ERROR) from None
+            raise os_error(error, f"cannot store a stream in {self.root}", kind=StoreError) from None
 
     def _put_large(self, source: BinaryIO, head: bytes) -> Digest:
         """Hash and copy to a temp file in one pass, then publish if new."""
@@ -220,7 +217,7 @@ class LocalStore(ContentStore):
             # no existence check: blobs are verified on their way in because they were missing
             self._publish(tmp, fd, self.object_path(actual))
         except OSError as error:
-            raise StoreError(f"cannot store blob {expected}: {error}", reason=REASON_IO_ERROR) from None
+            raise os_error(error, f"cannot store blob {expected} in {self.root}", kind=StoreError) from None
 
     def _write_hashed(self, chunks: Iterable[bytes]) -> tuple[str, int, Digest]:
         """Write *chunks* to a new temp file while hashing them; return its path,
@@ -262,7 +259,7 @@ class LocalStore(ContentStore):
                         shutil.copyfileobj(source, sink, CHUNK_SIZE)
                     self._publish(tmp, fd, twin)
             except OSError as error:
-                raise StoreError(f"cannot stage {digest}: {error}", reason=REASON_IO_ERROR) from None
+                raise os_error(error, f"cannot stage {digest}", kind=StoreError) from None
         return twin
 
     def iter_objects(self) -> Iterator[tuple[str, str]]:
@@ -273,7 +270,14 @@ class LocalStore(ContentStore):
                     yield os.path.relpath(os.path.join(base, shard, name), self.root), shard + name
 
     def fsck(self, *, repair: bool = False) -> FsckReport:
-        """Re-hash every object; with *repair*, delete corrupt objects and stale temp files."""
+        """Re-hash every object; with *repair*, delete corrupt objects and stale temp files.
+
+        Raises :class:`~casvfs.StoreError` if the store cannot be read (or, with
+        *repair*, changed)."""
+        with os_errors(f"cannot check the store at {self.root}", kind=StoreError):
+            return self._fsck(repair)
+
+    def _fsck(self, repair: bool) -> FsckReport:
         report = FsckReport()
         for relative, expected in self.iter_objects():
             path = os.path.join(self.root, relative)
@@ -293,9 +297,11 @@ class LocalStore(ContentStore):
             for dirpath, _dirnames, filenames in os.walk(self._tmp):
                 for name in sorted(filenames):
                     path = os.path.join(dirpath, name)
-                    if os.lstat(path).st_mtime < cutoff:
-                        os.unlink(path)
-                        report.removed.append(os.path.relpath(path, self.root))
+                    # a writer may publish (rename away) its temp file at any moment
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(path).st_mtime < cutoff:
+                            os.unlink(path)
+                            report.removed.append(os.path.relpath(path, self.root))
         return report
 
 

@@ -8,7 +8,7 @@ import threading
 from typing import BinaryIO
 
 from casvfs.digest import Digest, digest_bytes
-from casvfs.errors import REASON_BLOB_MISSING, StoreError
+from casvfs.errors import REASON_BLOB_MISSING, StoreError, os_errors
 from casvfs.store.base import ContentStore
 
 
@@ -41,8 +41,9 @@ class MemoryStore(ContentStore):
         return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> Digest:
-        with open(path, "rb") as stream:
-            return self.put_bytes(stream.read())
+        with os_errors(f"cannot import {os.fspath(path)}", kind=StoreError), open(path, "rb") as stream:
+            data = stream.read()
+        return self.put_bytes(data)
 
     def discard(self, digest: Digest) -> None:
         """Forget a blob (tests use this to make a store partial)."""

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from casvfs.digest import Digest
-from casvfs.errors import REASON_INVALID_DIRECTORY, DigestError, DirectoryError
+from casvfs.errors import REASON_INVALID_DIRECTORY, DigestError, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
 
 
-def _invalid(digest: Digest | None, detail: str) -> DirectoryError:
+def _invalid(digest: Digest | None, detail: str) -> StoreError:
     where = f"Directory {digest}" if digest is not None else "Directory message"
-    return DirectoryError(f"{where} is invalid: {detail}", reason=REASON_INVALID_DIRECTORY)
+    return StoreError(f"{where} is invalid: {detail}", reason=REASON_INVALID_DIRECTORY)
 
 
 def check_name(name: str, digest: Digest | None = None) -> None:
@@ -23,7 +23,7 @@ def check_name(name: str, digest: Digest | None = None) -> None:
 
 
 def validate_directory(message: pb.Directory, digest: Digest | None = None) -> None:
-    """Raise :class:`DirectoryError` (reason ``invalid-directory``) unless *message*
+    """Raise :class:`~casvfs.StoreError` (reason ``invalid-directory``) unless *message*
     has valid, unique names, each list sorted, and well-formed digests."""
     seen: set[str] = set()
     for kind, nodes in (

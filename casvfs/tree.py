@@ -1,22 +1,41 @@
-"""The implementation-neutral description of one directory entry."""
+"""The tree model below the directory and FUSE layers: entries (:class:`Node`), the
+REAPI ``Directory`` codec, and host entries as nodes.
+
+Both :class:`~casvfs.CasDirectory` and the FUSE inode table read ``Directory``
+messages through :func:`read_directory` and write them with
+:func:`directory_to_proto`, and both compute a changed tree's digests in the
+order :func:`children_first` gives, so the two cannot disagree on what a tree's
+digest is.
+"""
 
 from __future__ import annotations
 
+import enum
 import os
 import stat as stat_module
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from casvfs.digest import Digest
-from casvfs.directory.types import FileStat, FileType
 from casvfs.protos import remote_execution_pb2 as pb
-from casvfs.timestamps import ARBITRARY_TIMESTAMP
 
 NodeProperty = tuple[str, str]
+T = TypeVar("T")
+
+
+class FileType(enum.Enum):
+    """The kind of a directory entry."""
+
+    DIRECTORY = 1
+    REGULAR_FILE = 2
+    SYMLINK = 3
+    SPECIAL_FILE = 4
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
-    """One entry as both implementations see it.
+    """One entry as every layer sees it.
 
     ``digest`` is the content digest of a file or the ``Directory`` digest of a
     CAS subdirectory (None where not known: host entries). ``mtime_ns`` and
@@ -39,12 +58,6 @@ class Node:
         """The same node under another name."""
         return replace(self, name=name)
 
-    def file_stat(self) -> FileStat:
-        """The :class:`FileStat` of this node."""
-        mtime = ARBITRARY_TIMESTAMP if self.mtime_ns is None else self.mtime_ns / 1e9
-        size = len(self.target.encode()) if self.type is FileType.SYMLINK else self.size
-        return FileStat(self.type, executable=self.executable, size=size, mtime=mtime)
-
     def same_content(self, other: Node) -> bool:
         """Whether two nodes describe the same entry (name aside)."""
         return (
@@ -58,26 +71,13 @@ class Node:
         )
 
 
-def node_from_stat(name: str, path: str, st: os.stat_result, *, with_mode: bool = True) -> Node:
-    """A node for a host entry, from its ``lstat`` result."""
-    mode = st.st_mode
-    if stat_module.S_ISDIR(mode):
-        kind = FileType.DIRECTORY
-    elif stat_module.S_ISREG(mode):
-        kind = FileType.REGULAR_FILE
-    elif stat_module.S_ISLNK(mode):
-        return Node(name, FileType.SYMLINK, target=os.readlink(path), mtime_ns=st.st_mtime_ns, host_path=path)
-    else:
-        kind = FileType.SPECIAL_FILE
-    return Node(
-        name,
-        kind,
-        executable=kind is FileType.REGULAR_FILE and bool(mode & stat_module.S_IXUSR),
-        size=st.st_size if kind is FileType.REGULAR_FILE else 0,
-        mtime_ns=st.st_mtime_ns,
-        unix_mode=stat_module.S_IMODE(mode) if with_mode else None,
-        host_path=path,
-    )
+@dataclass(frozen=True, slots=True)
+class DirectoryContents:
+    """What one ``Directory`` message holds: its entries by name and its own
+    properties (a nameless DIRECTORY node, or None when it records none)."""
+
+    nodes: dict[str, Node]
+    own: Node | None
 
 
 def properties_to_proto(node: Node) -> pb.NodeProperties | None:
@@ -94,7 +94,7 @@ def properties_to_proto(node: Node) -> pb.NodeProperties | None:
     return message
 
 
-def properties_from_proto(
+def _properties_from_proto(
     message: pb.NodeProperties, has: bool
 ) -> tuple[int | None, int | None, tuple[NodeProperty, ...]]:
     """``(mtime_ns, unix_mode, other properties)`` of a ``NodeProperties`` message."""
@@ -105,11 +105,11 @@ def properties_from_proto(
     return mtime, mode, tuple((prop.name, prop.value) for prop in message.properties)
 
 
-def nodes_from_proto(message: pb.Directory) -> dict[str, Node]:
-    """The entries of a (validated) ``Directory`` message, by name."""
+def read_directory(message: pb.Directory) -> DirectoryContents:
+    """The entries and own properties of a (validated) ``Directory`` message."""
     nodes: dict[str, Node] = {}
     for file in message.files:
-        mtime, mode, props = properties_from_proto(file.node_properties, file.HasField("node_properties"))
+        mtime, mode, props = _properties_from_proto(file.node_properties, file.HasField("node_properties"))
         digest = Digest.from_proto(file.digest)
         nodes[file.name] = Node(
             file.name,
@@ -126,14 +126,18 @@ def nodes_from_proto(message: pb.Directory) -> dict[str, Node]:
             directory.name, FileType.DIRECTORY, digest=Digest.from_proto(directory.digest)
         )
     for link in message.symlinks:
-        mtime, mode, props = properties_from_proto(link.node_properties, link.HasField("node_properties"))
+        mtime, mode, props = _properties_from_proto(link.node_properties, link.HasField("node_properties"))
         nodes[link.name] = Node(
             link.name, FileType.SYMLINK, target=link.target, mtime_ns=mtime, unix_mode=mode, properties=props
         )
-    return nodes
+    mtime, mode, props = _properties_from_proto(message.node_properties, message.HasField("node_properties"))
+    own = None
+    if mtime is not None or mode is not None or props:
+        own = Node("", FileType.DIRECTORY, mtime_ns=mtime, unix_mode=mode, properties=props)
+    return DirectoryContents(nodes, own)
 
 
-def directory_to_proto(nodes: list[Node], own: Node | None) -> pb.Directory:
+def directory_to_proto(nodes: Iterable[Node], own: Node | None) -> pb.Directory:
     """A canonical ``Directory`` message from entries whose digests are all known.
 
     *own* carries the directory's own properties (mtime etc.), if any.
@@ -160,3 +164,41 @@ def directory_to_proto(nodes: list[Node], own: Node | None) -> pb.Directory:
         if props is not None:
             message.node_properties.CopyFrom(props)
     return message
+
+
+def children_first(root: T, changed_children: Callable[[T], Iterable[T]]) -> list[T]:
+    """*root* and every directory reached from it through *changed_children* (the
+    subdirectories whose digest is not known), each after all of its changed
+    children: the order in which a changed tree's ``Directory`` messages can be
+    serialised, bottom up. Iterative, so depth is unbounded."""
+    order: list[T] = []
+    pending = [root]
+    while pending:
+        directory = pending.pop()
+        order.append(directory)
+        pending.extend(changed_children(directory))
+    order.reverse()
+    return order
+
+
+def node_from_stat(name: str, path: str, st: os.stat_result) -> Node:
+    """A node for the host entry at *path*, from its ``lstat`` result *st* (a
+    symlink's target is read from *path*). Raises ``OSError``."""
+    mode = st.st_mode
+    if stat_module.S_ISDIR(mode):
+        kind = FileType.DIRECTORY
+    elif stat_module.S_ISREG(mode):
+        kind = FileType.REGULAR_FILE
+    elif stat_module.S_ISLNK(mode):
+        return Node(name, FileType.SYMLINK, target=os.readlink(path), mtime_ns=st.st_mtime_ns, host_path=path)
+    else:
+        kind = FileType.SPECIAL_FILE
+    return Node(
+        name,
+        kind,
+        executable=kind is FileType.REGULAR_FILE and bool(mode & stat_module.S_IXUSR),
+        size=st.st_size if kind is FileType.REGULAR_FILE else 0,
+        mtime_ns=st.st_mtime_ns,
+        unix_mode=stat_module.S_IMODE(mode),
+        host_path=path,
+    )
