@@ -30,7 +30,7 @@ from pathlib import Path
 from benchmarks import corpora
 from casvfs import CasDirectory, Digest, LocalStore
 from casvfs.remote import CasClient, LayeredStore, RemoteSpec
-from tests.peer_casd import peers_python, running_casd
+from peers.casd import peers_python, running_casd
 
 CASES = ("push", "push again", "pull tree-only", "first byte", "pull full")
 PEER_SCRIPT = Path(__file__).resolve().parent / "peer_casd_remote.py"

@@ -8,7 +8,7 @@ import os
 from typing import TYPE_CHECKING
 
 from benchmarks.suite import table
-from tests.peer_casd import REPO
+from peers.casd import REPO
 
 if TYPE_CHECKING:
     from benchmarks.suite import Run

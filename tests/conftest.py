@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from casvfs import CasDirectory, ContentStore, Directory, LocalStore, MemoryStore, OsDirectory
+from casvfs import ContentStore, Directory, LocalStore, MemoryStore
 from tests.remote_servers import buildgrid_server, casd_server, server  # noqa: F401 - shared fixtures
-from tests.trees import Spec, build_host
+from tests.trees import Spec
 
 MakeDirectory = Callable[[Spec], Directory]
 
@@ -20,20 +20,3 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> ContentStore:
     if request.param == "memory":
         return MemoryStore()
     return LocalStore(os.path.join(str(tmp_path), "store"))
-
-
-@pytest.fixture(params=["os", "cas"])
-def make_directory(request: pytest.FixtureRequest, tmp_path: object) -> MakeDirectory:
-    """A factory building a tree from a spec on one implementation (parametrised
-    over both, so a test using it runs the same steps on each)."""
-    counter = iter(range(1_000_000))
-
-    def make(spec: Spec) -> Directory:
-        host = build_host(os.path.join(str(tmp_path), f"spec{next(counter)}"), spec)
-        if request.param == "os":
-            return OsDirectory(host)
-        tree = CasDirectory(LocalStore(os.path.join(str(tmp_path), "store")))
-        tree.import_files(host)
-        return tree
-
-    return make

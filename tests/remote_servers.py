@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import peer_buildgrid, peer_casd
+from peers import buildgrid as peer_buildgrid
+from peers import casd as peer_casd
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.peer_casd import REPO, casd_binary
+from peers.casd import REPO, casd_binary
 
 GROUPS = {
     "import host tree -> CAS (cold)",

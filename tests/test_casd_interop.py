@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from casvfs import CasDirectory, LocalStore, MemoryStore
-from tests.peer_casd import SETUP_HINT, capture_tree, casd_binary, running_casd
+from peers.casd import SETUP_HINT, capture_tree, casd_binary, running_casd
 from tests.trees import Exe, Link, Spec, build_host, random_spec
 
 if platform.machine() != "x86_64":

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from casvfs import Digest
-from tests.peer_casd import REPO
+from peers.casd import REPO
 
 
 def run_example(name: str, tmp_path: Path) -> list[str]:

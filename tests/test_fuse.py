@@ -23,7 +23,7 @@ import pytest
 from casvfs import CasDirectory, ContentStore, Digest, LocalStore, MemoryStore
 from casvfs.fuse import Mount, MountError, get_digest, mount
 from casvfs.protos import remote_execution_pb2 as pb
-from tests.peer_casd import REPO
+from peers.casd import REPO
 from tests.trees import Exe, Link, Spec, build_host, host_snapshot, random_spec
 
 SPEC: Spec = {

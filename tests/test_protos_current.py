@@ -15,7 +15,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
 from casvfs.protos import remote_execution_pb2 as pb
-from tests.peer_casd import REPO, SETUP_HINT, peers_python
+from peers.casd import REPO, SETUP_HINT, peers_python
 
 GENERATED = [
     f"casvfs/protos/{name}_pb2.{suffix}"

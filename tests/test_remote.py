@@ -20,7 +20,7 @@ from casvfs.errors import RemoteError
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.remote import CasClient, LayeredStore, RemoteSpec, plan_batches
 from casvfs.remote import client as client_module
-from tests import peer_casd
+from peers import casd as peer_casd
 from tests.remote_servers import Server, dead_url, object_file, require_casd
 from tests.trees import build_host, host_snapshot, random_spec, snapshot
 
@@ -236,7 +236,7 @@ def test_wrong_blob_refused(buildgrid_server: Server, tmp_path: Path) -> None:
 
 def test_tls_with_client_certificates(tmp_path: Path) -> None:
     """BuildGrid with TLS that requires client certificates signed by a test CA."""
-    from tests import peer_buildgrid
+    from peers import buildgrid as peer_buildgrid
     from tests.remote_servers import require_buildgrid
 
     require_buildgrid()

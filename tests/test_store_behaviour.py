@@ -26,7 +26,7 @@ from casvfs import (
     digest_bytes,
 )
 from casvfs.protos import remote_execution_pb2 as pb
-from tests.peer_casd import REPO
+from peers.casd import REPO
 from tests.trees import build_host
 
 

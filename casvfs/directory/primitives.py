@@ -13,6 +13,11 @@ primitive                     used by
 ``_set_own``, ``_graft``      ``merge``, ``changes`` (``_graft``)
 ============================  ==========================================================
 
+A directory's place in its tree, ``_parent`` and ``_name``, is set by each
+implementation (``osdir``, ``casdir``) and read by ``base``'s path resolution,
+``_resolve``, which ``changes`` uses too; ``osdir`` builds host paths with
+``hostfs``'s ``_join``.
+
 :class:`~casvfs.directory.base.Directory` adds the primitives the public API
 needs beyond these: ``_move``, ``_open_blob``, ``_open_write``,
 ``_source_for_host`` (used by ``base``), ``_as_source`` (``base``, ``changes``),

@@ -103,7 +103,7 @@ def capture_command(address: str, path: Path, properties: Sequence[str] = ()) ->
     """The command that has buildbox-casd capture *path* and prints its digest as JSON."""
     python = peers_python()
     assert python is not None
-    command = [str(python), str(REPO / "tests" / "casd_capture.py"), address, str(path)]
+    command = [str(python), str(REPO / "peers" / "casd_capture.py"), address, str(path)]
     for name in properties:
         command += ["--property", name]
     return command

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.peer_casd import free_port, stop_server
+from peers.casd import free_port, stop_server
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_HINT = (
