@@ -1,18 +1,23 @@
-"""The FUSE layer's parts that need no kernel: the inode table and kept object files."""
+"""The FUSE layer's parts that need no kernel: the inode table, kept object files and
+capture."""
 
 from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+import trio
 
-from casvfs import MemoryStore
-from casvfs.directory.types import FileType
+from casvfs import EMPTY_DIGEST, CasDirectory, ContentStore, Digest, FileType, MemoryStore
+from casvfs.directory.ingest import import_host_tree
 from casvfs.fuse.blobfiles import BlobFiles
-from casvfs.fuse.inodes import ROOT_INODE, FsError, InodeTable
+from casvfs.fuse.capture import get_digest
+from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.protos import remote_execution_pb2 as pb
+from tests.trees import build_host, random_spec
 
 
 def _is_open(fd: int) -> bool:
@@ -92,3 +97,107 @@ def test_changes_mark_ancestors_and_rename_follows_rename2() -> None:
     with pytest.raises(FsError) as failure:
         table.remove(ROOT_INODE, "d", directory=True)
     assert failure.value.errno == errno.ENOTEMPTY
+
+
+def _load(table: InodeTable, store: ContentStore, ino: int) -> None:
+    digest = table.unloaded_digest(ino)
+    if digest is not None:
+        table.load_directory(ino, store.get_directory(digest))
+
+
+def _walk_to(table: InodeTable, store: ContentStore, path: str) -> Inode:
+    inode = table.get(ROOT_INODE)
+    for name in [part for part in path.split("/") if part]:
+        _load(table, store, inode.ino)
+        found = table.lookup(inode.ino, name)
+        assert found is not None, path
+        inode = found
+    if inode.kind is FileType.DIRECTORY:
+        _load(table, store, inode.ino)
+    return inode
+
+
+class _CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.files_read = 0
+
+    def put_file(self, path: str | os.PathLike[str]) -> Digest:
+        self.files_read += 1
+        return super().put_file(path)
+
+
+def _write_scratch(table: InodeTable, inode: Inode, scratch: Path, data: bytes) -> None:
+    path = scratch / str(inode.ino)
+    path.write_bytes(data)
+    inode.scratch = str(path)
+    inode.size = len(data)
+    table.touch(inode.ino)
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_capture_without_a_kernel_equals_importing_the_same_changes(tmp_path: Path, seed: int) -> None:
+    """Changes made through the inode table capture to the digest a host copy with
+    the same changes imports to."""
+    store = _CountingStore()
+    host = build_host(str(tmp_path / "host"), random_spec(seed))
+    os.makedirs(tmp_path / "host" / "work" / "sub")
+    (tmp_path / "host" / "work" / "sub" / "old.txt").write_bytes(b"old\n")
+    root = import_host_tree(store, host)
+    table = InodeTable(root, writable=True)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    assert trio.run(get_digest, table, store) == root  # nothing changed: the same tree
+
+    work = _walk_to(table, store, "work")
+    sub = _walk_to(table, store, "work/sub")
+    created = table.add(sub.ino, "new.txt", FileType.REGULAR_FILE)
+    _write_scratch(table, created, scratch, b"fresh\n")
+    table.add(work.ino, "made", FileType.DIRECTORY)
+    table.add(work.ino, "link", FileType.SYMLINK, target="sub/new.txt")
+    table.remove(sub.ino, "old.txt", directory=False)
+    table.rename(work.ino, "sub", ROOT_INODE, "moved", noreplace=True)
+    store.files_read = 0
+    captured = trio.run(get_digest, table, store)
+    assert store.files_read == 1  # only the written file was read
+
+    shutil.move(str(tmp_path / "host" / "work" / "sub"), str(tmp_path / "host" / "moved"))
+    os.remove(tmp_path / "host" / "moved" / "old.txt")
+    (tmp_path / "host" / "moved" / "new.txt").write_bytes(b"fresh\n")
+    os.mkdir(tmp_path / "host" / "work" / "made")
+    os.symlink("sub/new.txt", tmp_path / "host" / "work" / "link")
+    assert captured == import_host_tree(MemoryStore(), host)
+    assert trio.run(get_digest, table, store) == captured and store.files_read == 1  # nothing new to hash
+    assert CasDirectory(store, captured).open_file("moved/new.txt").read() == "fresh\n"
+
+
+def test_capture_of_a_file_being_created_is_the_empty_file(tmp_path: Path) -> None:
+    """create() adds the inode before its scratch file exists (made off the event
+    loop): a capture in that moment sees an empty file instead of failing."""
+    store = MemoryStore()
+    table = InodeTable(store.put_directory(pb.Directory()), writable=True)
+    table.load_directory(ROOT_INODE, pb.Directory())
+    table.add(ROOT_INODE, "racing", FileType.REGULAR_FILE)
+    digest = trio.run(get_digest, table, store)
+    tree = CasDirectory(store, digest)
+    assert list(tree) == ["racing"] and tree.file_digest("racing") == EMPTY_DIGEST.hash
+
+
+def test_forget_drops_detached_inodes_once_the_kernel_lets_go() -> None:
+    table = _table(writable=True)
+    a = table.lookup(ROOT_INODE, "a")
+    b = table.lookup(ROOT_INODE, "b")
+    assert a is not None and b is not None
+    a.lookups = 2
+    table.remove(ROOT_INODE, "a", directory=False)
+    table.forget(a.ino, 1)
+    assert table.get(a.ino) is a  # the kernel still holds one reference
+    table.forget(a.ino, 1)
+    with pytest.raises(FsError):
+        table.get(a.ino)  # gone
+    b.lookups = 1
+    table.forget(b.ino, 1)
+    assert table.get(b.ino) is b  # still in the tree: it stays
+    table.remove(ROOT_INODE, "b", directory=False)
+    with pytest.raises(FsError):
+        table.get(b.ino)  # unreferenced when detached: gone at once
