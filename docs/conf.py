@@ -15,4 +15,6 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 exclude_patterns = ["_build"]
+# commands are copied from these pages: "--link" must stay two hyphens, not an en dash
+smartquotes = False
 html_theme = "alabaster"

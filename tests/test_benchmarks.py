@@ -54,9 +54,21 @@ def test_quick_run_measures_every_case(tmp_path: Path) -> None:
             assert casd_binary() is None, f"{row['name']} missing although the peers are installed"
         else:
             assert all(seconds >= 0 for seconds, _rss in row["samples"]), row
+    for row in rows:
+        # every measured row has a peak RSS, or a footnote saying why not
+        measured = [rss for _seconds, rss in row["samples"]]
+        if not row["missing"] and None in measured:
+            assert row["rss_note"], f"{row['group']} / {row['name']}: no peak RSS and no note"
+    by_name = {(row["group"], row["name"]): row for row in rows}
+    servers = ["casvfs", *(["buildbox-fuse"] if casd_binary() is not None else [])]
+    for server in servers:
+        assert all(rss for _s, rss in by_name["FUSE: mount + first read", server]["samples"]), server
     if casd_binary() is not None:
         assert "buildbox-casd CaptureTree agrees on the root digest" in corpus["notes"]
+        peers = [row for row in rows if row["name"].startswith(("BuildStream", "buildbox-casd"))]
+        assert peers and all(rss for row in peers for _s, rss in row["samples"]), peers
     assert "casvfs / ref" in done.stdout
+    assert "n/a [" in done.stdout and "\n[1] " in done.stdout  # the RSS footnotes
 
 
 def test_remote_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:

@@ -54,6 +54,10 @@ def test_docs_build_without_warnings(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "get_digest" in (tmp_path / "html" / "api.html").read_text()
+    # commands copied from the pages must keep both hyphens (no smartquotes en dash)
+    benchmarks = (tmp_path / "html" / "benchmarks.html").read_text()
+    assert "--digest-only" in benchmarks and "\u2013digest-only" not in benchmarks
+    assert "export --link" in benchmarks
 
 
 def test_sandbox_example_runs(tmp_path: Path) -> None:
