@@ -41,6 +41,7 @@ REASON_IS_ROOT = "is-root"
 REASON_NAME_TOO_LONG = "name-too-long"
 REASON_PERMISSION_DENIED = "permission-denied"
 REASON_READ_ONLY = "read-only"
+REASON_TOO_LARGE = "too-large"
 
 
 class CasvfsError(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import io
+import os
 import tarfile as tarfile_module
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from casvfs.errors import (
     REASON_NOT_EMPTY,
     REASON_NOT_FOUND,
     REASON_SYMLINK_LOOP,
+    REASON_TOO_LARGE,
     DirectoryError,
+    os_errors,
 )
 from casvfs.store.base import ContentStore
+from casvfs.store.treesize import TreeSize, expanded_size
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
 from casvfs.tree import FileType, Node
 
@@ -121,20 +125,44 @@ class Directory(TreePrimitives):
         can_link: bool = False,
         can_destroy: bool = False,
         progress: Progress | None = None,
+        max_size: int | None = None,
+        hard_links: bool = False,
     ) -> None:
         """Write this tree into the host directory *to_directory*, created if missing.
 
         Merge rules are those of :meth:`import_files`; nothing is ever written
         outside *to_directory*, whatever symlinks the tree or the target hold.
 
-        :param can_link: hard-link files from the store instead of copying where
-            the store has read-only object files of the right mode and mtime.
+        A CAS tree may name the same subtree many times over, so before anything
+        is written (*to_directory* is not even created) it is sized once per
+        distinct directory (:func:`~casvfs.store.expanded_size`) and refused with
+        ``too-large`` if its files add up to more bytes than *max_size* or than
+        the target's file system has free (with *can_link*, linked or cloned files
+        take no space, so only *max_size* applies to bytes), or if it holds more entries
+        than that file system has inodes free. A host tree is sized only when
+        *max_size* is given.
+
+        :param can_link: take files from the store's object files instead of
+            copying them: a copy-on-write clone where the file system can, else a
+            hard link where the object carries the right mode (0444) and mtime.
+            As root, which ignores the 0444 mode, a hard link would let a write
+            into the export change the store, so root gets clones or copies
+            unless *hard_links*.
+        :param hard_links: with *can_link*, hard-link even as root (an object
+            changed through such a link is found corrupt on its next read and
+            quarantined).
         :param can_destroy: accepted for BuildStream compatibility; the source is
             never modified.
         :param progress: called as files are written (see :data:`Progress`).
+        :param max_size: the most bytes of regular files (every occurrence
+            counted) to write; None for no limit but the free space.
         """
         del can_destroy  # the source is never consumed
-        export_tree(self._as_source(), to_directory, link=can_link, progress=progress)
+        source = self._as_source()
+        # linked files take no space; as root (without hard_links) they may be copies
+        links_free = can_link and (hard_links or os.geteuid() != 0)
+        _check_export_size(source, max_size=max_size, target=to_directory, can_link=links_free)
+        export_tree(source, to_directory, link=can_link, hard_links=hard_links, progress=progress)
 
     # -- path resolution ------------------------------------------------------------
 
@@ -243,11 +271,16 @@ class Directory(TreePrimitives):
         return resolved.parent._child(resolved.name)
 
     def exists(self, path: str, *, follow_symlinks: bool = False) -> bool:
-        """Whether *path* names an entry (a dangling symlink exists unless followed)."""
+        """Whether *path* names an entry (a dangling symlink exists unless followed).
+
+        A path that cannot be resolved (through a file, a missing directory or a
+        symlink loop) does not exist, as with :func:`os.path.exists`.
+        """
         try:
             return self._resolve(path, follow_symlinks=follow_symlinks).node is not None
         except DirectoryError as error:
-            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY):
+            # a path that resolves to nothing, as os.path.exists sees it
+            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY, REASON_SYMLINK_LOOP):
                 return False
             raise
 
@@ -261,7 +294,8 @@ class Directory(TreePrimitives):
         try:
             node = self._resolve(path, follow_symlinks=follow_symlinks).node
         except DirectoryError as error:
-            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY):
+            # a path that resolves to nothing, as os.path.exists sees it
+            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY, REASON_SYMLINK_LOOP):
                 return False
             raise
         return node is not None and node.type is kind
@@ -402,10 +436,22 @@ class Directory(TreePrimitives):
         )
 
     def export_to_tar(
-        self, tarfile: tarfile_module.TarFile, destination_dir: str, mtime: int = ARBITRARY_TIMESTAMP
+        self,
+        tarfile: tarfile_module.TarFile,
+        destination_dir: str,
+        mtime: int = ARBITRARY_TIMESTAMP,
+        *,
+        max_size: int | None = None,
     ) -> None:
         """Add the tree to an open tar archive under *destination_dir*, deterministically:
-        paths in :meth:`list_relative_paths` order, every mtime *mtime*, owner 0:0."""
+        paths in :meth:`list_relative_paths` order, every mtime *mtime*, owner 0:0.
+
+        :param max_size: refuse (``too-large``, before any member is added) a tree
+            whose regular files, every occurrence counted, add up to more bytes;
+            a CAS tree is sized once per distinct directory.
+        """
+        if max_size is not None:
+            _check_export_size(self._as_source(), max_size=max_size, target=None, can_link=False)
         base = destination_dir.strip("/")
         for path, directory, node in self._walk():
             info = tarfile_module.TarInfo("/".join(part for part in (base, path) if part))
@@ -480,3 +526,60 @@ class Directory(TreePrimitives):
             options=ImportOptions(),
             collect_result=True,
         )
+
+
+def _check_export_size(
+    source: SourceTree, *, max_size: int | None, target: str | None, can_link: bool
+) -> None:
+    """Raise ``too-large`` if *source* is bigger than *max_size* or, for a CAS tree
+    exported to the host directory *target*, than the free space there."""
+    store, digest = source.store, source.digest
+    if store is None or digest is None:
+        if max_size is None:
+            return  # a host tree shares no subtrees: it is no bigger than it looks
+        size = _host_size(source)
+    else:
+        size = expanded_size(store, digest)
+    if max_size is not None and size.bytes > max_size:
+        raise _too_large(size, f"max_size={max_size} bytes")
+    if target is None or store is None:
+        return
+    where = os.path.abspath(target)
+    while not os.path.exists(where) and os.path.dirname(where) != where:
+        where = os.path.dirname(where)
+    with os_errors(where):
+        fs = os.statvfs(where)
+    free = fs.f_bavail * fs.f_frsize
+    if not can_link and size.bytes > free:
+        raise _too_large(size, f"the {free} bytes free on {where}")
+    # Every entry written takes an inode, but for a hard link. A file system with
+    # dynamic inodes (btrfs) reports f_files == 0: it has no such limit to check.
+    inodes = size.directories + size.symlinks + (0 if can_link else size.files)
+    if fs.f_files and inodes > fs.f_favail:
+        raise _too_large(size, f"the {fs.f_favail} inodes free on {where}")
+
+
+def _host_size(source: SourceTree) -> TreeSize:
+    """The size of a tree without shared subtrees, walked entry by entry."""
+    files = directories = symlinks = size = 0
+    pending = [source]
+    while pending:
+        tree = pending.pop()
+        for node in tree.entries():
+            if node.type is FileType.DIRECTORY:
+                directories += 1
+                pending.append(tree.child(node.name))
+            elif node.type is FileType.REGULAR_FILE:
+                files += 1
+                size += node.size
+            elif node.type is FileType.SYMLINK:
+                symlinks += 1
+    return TreeSize(files, directories, symlinks, size)
+
+
+def _too_large(size: TreeSize, limit: str) -> DirectoryError:
+    return DirectoryError(
+        f"tree too large to export: {size.files} files, {size.bytes} bytes"
+        f" ({size.paths} paths) exceed {limit}",
+        reason=REASON_TOO_LARGE,
+    )

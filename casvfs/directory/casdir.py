@@ -17,6 +17,7 @@ from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.primitives import ImportOptions
 from casvfs.directory.source import CasSource, SourceTree
 from casvfs.store.base import ContentStore
+from casvfs.store.treesize import expanded_size
 from casvfs.tree import FileType, Node, children_first, directory_to_proto, read_directory
 
 
@@ -70,6 +71,14 @@ class CasDirectory(Directory):
             directory._digest = directory._store.put_directory(message)
         assert self._digest is not None
         return self._digest
+
+    def get_size(self) -> int:
+        """The total size in bytes of the regular files in the tree, every occurrence
+        counted, summed once per distinct subdirectory
+        (:func:`~casvfs.store.expanded_size`) rather than path by path, so a tree
+        naming one subtree many times costs no more than its distinct directories.
+        Changes are serialised into the store first, as by :meth:`get_digest`."""
+        return expanded_size(self._store, self.get_digest()).bytes
 
     def _known_digest(self) -> Digest:
         return self.get_digest()

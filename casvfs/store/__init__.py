@@ -5,6 +5,7 @@ from casvfs.store.digestonly import DigestOnlyStore
 from casvfs.store.local import FsckReport, LocalStore
 from casvfs.store.memory import MemoryStore
 from casvfs.store.statcache import StatCache
+from casvfs.store.treesize import TreeSize, expanded_size
 from casvfs.store.validation import validate_directory
 
 __all__ = [
@@ -14,6 +15,8 @@ __all__ = [
     "LocalStore",
     "MemoryStore",
     "StatCache",
+    "TreeSize",
     "directory_digest",
+    "expanded_size",
     "validate_directory",
 ]

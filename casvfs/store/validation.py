@@ -22,9 +22,27 @@ def check_name(name: str, digest: Digest | None = None) -> None:
         raise _invalid(digest, f"entry name {name!r} contains '/' or NUL")
 
 
+# Linux's PATH_MAX (4096) counts the NUL: a target of 4096 bytes or more is one the
+# kernel cannot return from readlink, so a FUSE mount could only answer EIO for it
+# (measured on ext4: symlink(2) takes 4095 bytes, refuses 4096 with ENAMETOOLONG).
+MAX_SYMLINK_TARGET = 4095
+"""The longest symlink target, in bytes of UTF-8, a ``Directory`` message may hold."""
+
+
+def check_symlink_target(name: str, target: str, digest: Digest | None = None) -> None:
+    """Reject a symlink target longer (in UTF-8) than :data:`MAX_SYMLINK_TARGET` bytes,
+    which no host could hold or read back."""
+    size = len(target.encode("utf-8", "surrogatepass"))
+    if size > MAX_SYMLINK_TARGET:
+        raise _invalid(
+            digest, f"symlink {name!r} has a target of {size} bytes (at most {MAX_SYMLINK_TARGET} allowed)"
+        )
+
+
 def validate_directory(message: pb.Directory, digest: Digest | None = None) -> None:
     """Raise :class:`~casvfs.StoreError` (reason ``invalid-directory``) unless *message*
-    has valid, unique names, each list sorted, and well-formed digests."""
+    has valid, unique names, each list sorted, well-formed digests, and symlink
+    targets a host can hold (non-empty, no NUL, at most 4095 bytes of UTF-8)."""
     seen: set[str] = set()
     for kind, nodes in (
         ("files", message.files),
@@ -46,6 +64,7 @@ def validate_directory(message: pb.Directory, digest: Digest | None = None) -> N
             if isinstance(node, pb.SymlinkNode):
                 if not node.target or "\0" in node.target:
                     raise _invalid(digest, f"symlink {name!r} has an empty or NUL target")
+                check_symlink_target(name, node.target, digest)
             else:
                 try:
                     Digest.from_proto(node.digest)
