@@ -1,52 +1,69 @@
-"""The ``casvfs`` command: a local store by default, no server needed."""
+"""The casvfs command: a local store by default, no server needed.
+
+Each verb parses its arguments, calls the library and prints; errors print one
+line and exit 1 (2 for usage errors).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sys
 import tarfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from typing import Any, BinaryIO
 
+from tqdm import tqdm
+
+from casvfs.atomic import atomic_output
 from casvfs.digest import Digest
 from casvfs.directory.casdir import CasDirectory
 from casvfs.directory.changes import diff
 from casvfs.directory.ingest import import_host_tree
-from casvfs.directory.types import FileType
-from casvfs.errors import CasvfsError
-from casvfs.store import ContentStore, DigestOnlyStore
+from casvfs.directory.types import FileStat, FileType
+from casvfs.errors import REASON_BLOB_MISSING, REASON_NOT_EMPTY, CasvfsError, DirectoryError
+from casvfs.store import ContentStore, DigestOnlyStore, expanded_size
 from casvfs.stores import StoreSpec, default_config_file, default_store_dir
 
+log = logging.getLogger("casvfs")
 
-class _ProgressLine:
-    """A one-line progress display on stderr, shown only on a terminal and only
-    once an operation has taken more than a moment."""
+
+def _shows_progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+class _Bar:
+    """A progress bar on stderr (tqdm): only on a terminal, not with ``-q``, and
+    only once an operation has taken more than a moment. Called as a casvfs
+    progress callback, ``bar(items, bytes)``."""
 
     DELAY = 0.5
 
-    def __init__(self, verb: str) -> None:
-        self._verb = verb
-        self._start = time.monotonic()
-        self._last = 0.0
-        self._shown = False
-        self._enabled = sys.stderr.isatty()
+    def __init__(self, args: argparse.Namespace, verb: str, *, total: int | None = None) -> None:
+        self._bar = tqdm(
+            total=total,
+            desc=verb,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            delay=self.DELAY,
+            leave=False,
+            file=sys.stderr,
+            disable=not _shows_progress(args),
+        )
 
-    def __call__(self, files: int, size: int) -> None:
-        now = time.monotonic()
-        if not self._enabled or now - self._start < self.DELAY or now - self._last < 0.1:
-            return
-        self._last = now
-        self._shown = True
-        rate = size / (now - self._start) / 1e6
-        sys.stderr.write(f"\r{self._verb}: {files} files, {size / 1e6:.1f} MB ({rate:.1f} MB/s)")
-        sys.stderr.flush()
+    def __call__(self, items: int, size: int) -> None:
+        self._bar.set_postfix_str(f"{items} files", refresh=False)
+        self._bar.update(size - self._bar.n)
 
-    def done(self) -> None:
-        """Clear the line if anything was shown."""
-        if self._shown:
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
 
 
 def _spec(args: argparse.Namespace) -> StoreSpec:
@@ -59,88 +76,266 @@ def _spec(args: argparse.Namespace) -> StoreSpec:
     )
 
 
+def _digest(text: str) -> Digest:
+    return Digest.parse(text)
+
+
 def _tree(args: argparse.Namespace) -> CasDirectory:
-    return CasDirectory(_spec(args).open(), Digest.parse(args.digest))
+    return CasDirectory(_spec(args).open(), _digest(args.digest))
+
+
+def _inside(path: str) -> str:
+    """*path*, refused if it climbs above the root of the tree with ``..``."""
+    depth = 0
+    for part in path.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise ValueError(f"{path!r} goes above the root of the tree")
+        elif part not in ("", "."):
+            depth += 1
+    return path
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _patterns(args: argparse.Namespace) -> list[str]:
+    patterns = list(args.exclude or ())
+    for name in args.exclude_from or ():
+        try:
+            with open(name, encoding="utf-8") as stream:
+                lines = [line.strip() for line in stream]
+        except OSError as error:
+            raise ValueError(f"cannot read {name}: {error.strerror}") from None
+        patterns += [line for line in lines if line and not line.startswith("#")]
+    return patterns
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
     # --digest-only hashes without writing: nothing reaches the store
     target: ContentStore = DigestOnlyStore() if args.digest_only else _spec(args).open()
-    progress = _ProgressLine("hashing" if args.digest_only else "importing")
-    try:
-        digest = import_host_tree(target, args.path, properties=args.property, progress=progress)
-    finally:
-        progress.done()
-    print(digest)
+    skipped: dict[str, list[str]] = {}
+    with _Bar(args, "hashing" if args.digest_only else "importing") as bar:
+        digest = import_host_tree(
+            target,
+            args.path,
+            properties=args.property,
+            progress=bar,
+            skipped=skipped,
+            exclude=_patterns(args),
+        )
+    left_out = [prefix + name for prefix, names in sorted(skipped.items()) for name in names]
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (f" and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+        log.warning("left out %d special file(s) (FIFOs, sockets, devices): %s", len(left_out), shown)
+    if args.json:
+        _print_json({"digest": str(digest), "hash": digest.hash, "size_bytes": digest.size_bytes,
+                     "left_out": left_out})  # fmt: skip
+    else:
+        print(digest)
+
+
+def _entry(tree: CasDirectory, path: str, name: str, stat: FileStat) -> dict[str, Any]:
+    entry: dict[str, Any] = {"path": name, "type": stat.file_type.name.lower()}
+    if stat.file_type is FileType.SYMLINK:
+        entry["target"] = tree.readlink(path)
+    elif stat.file_type is FileType.REGULAR_FILE:
+        entry.update(size=stat.size, executable=stat.executable, digest=tree.file_digest(path))
+    return entry
+
+
+def _line(entry: dict[str, Any], long: bool) -> str:
+    if not long:
+        return str(entry["path"])
+    if entry["type"] == "directory":
+        return f"d          - {entry['path']}/"
+    if entry["type"] == "symlink":
+        return f"l          - {entry['path']} -> {entry['target']}"
+    kind = "x" if entry["executable"] else "-"
+    return f"{kind} {entry['size']:>10} {entry['path']}  {entry['digest']}"
 
 
 def _cmd_ls(args: argparse.Namespace) -> None:
-    tree = _tree(args).open_directory(args.path, follow_symlinks=True)
-    paths = list(tree.list_relative_paths()) if args.recursive else list(tree)
-    for path in paths:
-        if not args.long:
-            print(path)
-            continue
-        stat = tree.stat(path)
-        if stat.file_type is FileType.DIRECTORY:
-            print(f"d          - {path}/")
-        elif stat.file_type is FileType.SYMLINK:
-            print(f"l          - {path} -> {tree.readlink(path)}")
-        else:
-            kind = "x" if stat.executable else "-"
-            print(f"{kind} {stat.size:>10} {path}  {tree.file_digest(path)}")
+    root = _tree(args)
+    path = _inside(args.path)
+    stat = root.stat(path, follow_symlinks=True) if path.strip("/.") else None
+    if stat is not None and stat.file_type is not FileType.DIRECTORY:
+        entries: Iterator[dict[str, Any]] = iter([_entry(root, path, args.path, stat)])
+    else:
+        tree = root.open_directory(path, follow_symlinks=True)
+        assert isinstance(tree, CasDirectory)
+        names = tree.list_relative_paths() if args.recursive else iter(tree)
+        # streamed: a tree that shares subtrees may name far more paths than fit in memory
+        entries = (_entry(tree, name, name, tree.stat(name)) for name in names)
+    if args.json:
+        _print_json(list(entries))
+        return
+    for entry in entries:
+        print(_line(entry, args.long))
 
 
 def _cmd_cat(args: argparse.Namespace) -> None:
-    with _tree(args).open_file(args.path, mode="rb") as stream:
+    with _tree(args).open_file(_inside(args.path), mode="rb") as stream:
         while chunk := stream.read(1 << 20):
             sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.flush()
 
 
-def _cmd_export(args: argparse.Namespace) -> None:
-    progress = _ProgressLine("exporting")
+def _size(text: str) -> int:
+    """A size in bytes: ``123``, or with a K, M, G or T suffix (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
     try:
-        _tree(args).export_files(args.directory, can_link=args.link, progress=progress)
-    finally:
-        progress.done()
+        return int(float(number) * unit)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G, T)") from None
+
+
+def _total(args: argparse.Namespace, tree: CasDirectory) -> int | None:
+    """The bytes a tree expands to, for a progress bar's total (only when one shows)."""
+    return expanded_size(tree.store, tree.get_digest()).bytes if _shows_progress(args) else None
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    target = args.directory
+    if not args.merge and os.path.isdir(target) and os.listdir(target):
+        raise DirectoryError(
+            f"{target} is not empty (use --merge to merge the tree into it)", reason=REASON_NOT_EMPTY
+        )
+    tree = _tree(args)
+    with _Bar(args, "exporting", total=_total(args, tree)) as bar:
+        tree.export_files(
+            target,
+            can_link=args.link or args.hardlink,
+            hard_links=args.hardlink,
+            progress=bar,
+            max_size=args.max_size,
+        )
+
+
+class _Counting:
+    """A binary sink counting what passes, for the progress bar of ``tar``."""
+
+    def __init__(self, sink: BinaryIO, progress: Callable[[int, int], None]) -> None:
+        self._sink = sink
+        self._progress = progress
+        self._written = 0
+
+    def write(self, data: bytes) -> int:
+        self._sink.write(data)
+        self._written += len(data)
+        self._progress(0, self._written)
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
 
 
 def _cmd_tar(args: argparse.Namespace) -> None:
     tree = _tree(args)
-    if args.file == "-":
-        with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as archive:
-            tree.export_to_tar(archive, "")
+    with _Bar(args, "archiving", total=_total(args, tree)) as bar:
+        if args.file == "-":
+            with tarfile.open(fileobj=_Counting(sys.stdout.buffer, bar), mode="w|") as archive:  # type: ignore[call-overload]
+                tree.export_to_tar(archive, "", max_size=args.max_size)
+            return
+        # written under a temporary name: an interrupted tar leaves no partial archive
+        with (
+            atomic_output(args.file, kind=DirectoryError) as sink,
+            tarfile.open(fileobj=_Counting(sink, bar), mode="w|") as archive,  # type: ignore[call-overload]
+        ):
+            tree.export_to_tar(archive, "", max_size=args.max_size)
+
+
+def _cmd_du(args: argparse.Namespace) -> None:
+    tree = _tree(args).open_directory(_inside(args.path), follow_symlinks=True)
+    assert isinstance(tree, CasDirectory)
+    size = expanded_size(tree.store, tree.get_digest())
+    if args.json:
+        _print_json(
+            {
+                "files": size.files,
+                "directories": size.directories,
+                "symlinks": size.symlinks,
+                "bytes": size.bytes,
+            }
+        )
     else:
-        with tarfile.open(args.file, mode="w") as archive:
-            tree.export_to_tar(archive, "")
+        counts = f"{size.files} files, {size.directories} directories, {size.symlinks} symlinks"
+        print(f"{size.bytes} bytes in {counts}")
 
 
 def _cmd_diff(args: argparse.Namespace) -> None:
     store = _spec(args).open()
-    changes = diff(CasDirectory(store, Digest.parse(args.a)), CasDirectory(store, Digest.parse(args.b)))
-    lines = [(path, "+") for path in changes.added]
-    lines += [(path, "-") for path in changes.removed]
-    lines += [(path, "M") for path in changes.modified]
-    for path, mark in sorted(lines):
-        print(f"{mark} {path}")
+    changes = diff(CasDirectory(store, _digest(args.a)), CasDirectory(store, _digest(args.b)))
+    if args.json:
+        _print_json(
+            {
+                "added": changes.added,
+                "removed": changes.removed,
+                "modified": [{"path": path, "change": changes.kinds[path]} for path in changes.modified],
+            }
+        )
+    else:
+        lines = [(path, "+", "") for path in changes.added]
+        lines += [(path, "-", "") for path in changes.removed]
+        lines += [(path, "M", changes.kinds[path]) for path in changes.modified]
+        for path, mark, kind in sorted(lines):
+            print(f"{mark} {path}" + (f"  ({kind})" if kind and args.long else ""))
     if changes:
         raise SystemExit(1)
 
 
 def _cmd_fsck(args: argparse.Namespace) -> None:
-    report = _spec(args).open_local().fsck(repair=args.repair)
-    for path in report.corrupt:
-        print(f"corrupt: {path}")
-    for path in report.removed:
-        print(f"removed: {path}")
-    print(f"checked {report.checked} objects, {len(report.corrupt)} corrupt")
+    bar = _Bar(args, "checking")
+
+    def progress(done: int, size: int, total: int, total_size: int) -> None:
+        bar._bar.total = total_size
+        bar(done, size)
+
+    with bar:
+        report = _spec(args).open_local().fsck(repair=args.repair, progress=progress)
+    if args.json:
+        _print_json(
+            {
+                "checked": report.checked,
+                "corrupt": report.corrupt,
+                "removed": report.removed,
+                "quarantined": report.quarantined,
+            }
+        )
+    else:
+        for path in report.corrupt:
+            print(f"corrupt: {path}")
+        for path in report.removed:
+            print(f"removed: {path}")
+        if report.quarantined:
+            print(f"quarantined: {len(report.quarantined)} objects in quarantine/")
+        print(f"checked {report.checked} objects, {len(report.corrupt)} corrupt")
     if report.corrupt and not args.repair:
         raise SystemExit(1)
 
 
 def _cmd_push(args: argparse.Namespace) -> None:
-    for report in _spec(args).open_remote().push(Digest.parse(args.digest)):
+    store = _spec(args).open_remote()
+    with _Bar(args, "pushing") as bar:
+        reports = store.push(_digest(args.digest), progress=bar)
+    if args.json:
+        _print_json(
+            [
+                {
+                    "remote": report.remote,
+                    "blobs": report.blobs,
+                    "missing": report.missing,
+                    "bytes_sent": report.bytes_sent,
+                    "seconds": report.seconds,
+                }
+                for report in reports
+            ]
+        )
+        return
+    for report in reports:
         print(
             f"{report.remote}: sent {report.missing} of {report.blobs} blobs "
             f"({report.bytes_sent} bytes) in {report.seconds:.2f} s"
@@ -149,26 +344,31 @@ def _cmd_push(args: argparse.Namespace) -> None:
 
 def _cmd_pull(args: argparse.Namespace) -> None:
     layered = _spec(args).open_remote()
-    root = Digest.parse(args.digest)
+    root = _digest(args.digest)
     if args.path:
         # only the directories on the way are fetched
-        subtree = CasDirectory(layered, root).open_directory(args.path, follow_symlinks=True)
+        subtree = CasDirectory(layered, root).open_directory(_inside(args.path), follow_symlinks=True)
         assert isinstance(subtree, CasDirectory)
         root = subtree.get_digest()
-    layered.pull(root, tree_only=args.tree_only)
-    print(root)
+    with _Bar(args, "pulling") as bar:
+        layered.pull(root, tree_only=args.tree_only, progress=bar)
+    if args.json:
+        _print_json({"digest": str(root), "tree_only": args.tree_only})
+    else:
+        print(root)
 
 
 def _cmd_mount(args: argparse.Namespace) -> None:
-    digest = Digest.parse(args.digest)
+    digest = _digest(args.digest)
+    from casvfs.fuse import serve, start_background  # needs the fuse extra
+
     if args.background:
-        from casvfs.fuse import start_background  # needs the fuse extra
-
-        print(start_background(_spec(args), digest, args.mountpoint, writable=args.writable))
+        pid = start_background(
+            _spec(args), digest, args.mountpoint, writable=args.writable, log=args.log, scratch=args.scratch
+        )
+        print(pid)
         return
-    from casvfs.fuse import serve
-
-    final = serve(_spec(args).open(), digest, args.mountpoint, writable=args.writable)
+    final = serve(_spec(args).open(), digest, args.mountpoint, writable=args.writable, scratch=args.scratch)
     if args.writable:
         print(final)
 
@@ -180,40 +380,85 @@ def _cmd_snapshot(args: argparse.Namespace) -> None:
 
 
 def _cmd_umount(args: argparse.Namespace) -> None:
-    from casvfs.fuse import unmount
+    from casvfs.fuse import unmount_background
 
-    print(unmount(args.mountpoint))
+    print(unmount_background(_spec(args), args.mountpoint))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``casvfs`` command."""
-    parser = argparse.ArgumentParser(prog="casvfs", description=__doc__)
+def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The options every verb accepts, before or after its name. Given after it,
+    an option's default is SUPPRESS so it cannot reset one given before."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     parser.add_argument(
         "--store",
-        default=default_store_dir(),
-        help="local store directory (default: $CASVFS_STORE or the XDG cache dir)",
+        default=default(default_store_dir()),
+        metavar="DIR",
+        help="local store directory (default: $CASVFS_STORE or $XDG_CACHE_HOME/casvfs)",
     )
     parser.add_argument(
         "--remote",
         action="append",
-        default=[],
+        default=default([]),
         metavar="URL",
         help="a remote CAS to read missing blobs from and push to (repeatable; before configured ones)",
     )
-    parser.add_argument("--instance-name", default="", help="REAPI instance name of the --remote remotes")
+    parser.add_argument(
+        "--instance-name",
+        default=default(""),
+        metavar="NAME",
+        help="REAPI instance name of the --remote remotes",
+    )
     parser.add_argument(
         "--config",
-        default=default_config_file(),
+        default=default(default_config_file()),
         metavar="FILE",
         help="user configuration of remotes (default: $CASVFS_CONFIG or $XDG_CONFIG_HOME/casvfs/config.yaml)",
     )
     parser.add_argument(
-        "--project-config", metavar="FILE", help="a project's configuration recommending remotes"
+        "--project-config", default=default(None), metavar="FILE", help="a project's configuration of remotes"
     )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False), help="no progress bars or warnings"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=default(0), help="log more (-vv: debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``casvfs`` command."""
+    parser = argparse.ArgumentParser(
+        prog="casvfs",
+        description="Manipulate big file trees by reference, in a content-addressable store "
+        "(REAPI CAS). A local store by default; remotes with --remote or a configuration.",
+    )
+    parser.add_argument("--version", action="version", version=f"casvfs {metadata.version('casvfs')}")
+    _global_options(parser, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    command = commands.add_parser("import", help="import a host directory; print its digest")
-    command.add_argument("path")
+    def verb(name: str, help_text: str, run: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+        command.set_defaults(run=run)
+        return command
+
+    def json_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    def max_size_option(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--max-size",
+            type=_size,
+            metavar="SIZE",
+            help="refuse, before writing anything, a tree whose files add up to more (e.g. 10G)",
+        )
+
+    digest_help = "root digest of the tree, HASH/SIZE"
+
+    command = verb("import", "import a host directory; print its digest", _cmd_import)
+    command.add_argument("path", help="the host directory to import")
     command.add_argument(
         "--property",
         action="append",
@@ -223,79 +468,148 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--digest-only", action="store_true", help="print the root digest without storing anything"
     )
-    command.set_defaults(run=_cmd_import)
+    command.add_argument(
+        "--exclude",
+        action="append",
+        metavar="PATTERN",
+        help="leave out entries whose relative path or name matches this shell pattern (repeatable)",
+    )
+    command.add_argument(
+        "--exclude-from",
+        action="append",
+        metavar="FILE",
+        help="read exclude patterns from FILE, one per line ('#' starts a comment)",
+    )
+    json_option(command)
 
-    command = commands.add_parser("ls", help="list a directory of a tree")
-    command.add_argument("digest", help="root digest, HASH/SIZE")
-    command.add_argument("path", nargs="?", default="")
+    command = verb("ls", "list a directory (or one file) of a tree", _cmd_ls)
+    command.add_argument("digest", help=digest_help)
+    command.add_argument(
+        "path", nargs="?", default="", help="a directory or file in the tree (default: the root)"
+    )
     command.add_argument("-l", "--long", action="store_true", help="type, size and digest")
     command.add_argument("-R", "--recursive", action="store_true", help="every path below")
-    command.set_defaults(run=_cmd_ls)
+    json_option(command)
 
-    command = commands.add_parser("cat", help="write a file of a tree to stdout")
-    command.add_argument("digest")
-    command.add_argument("path")
-    command.set_defaults(run=_cmd_cat)
+    command = verb("cat", "write a file of a tree to stdout", _cmd_cat)
+    command.add_argument("digest", help=digest_help)
+    command.add_argument("path", help="the file in the tree")
 
-    command = commands.add_parser("export", help="write a tree into a host directory")
-    command.add_argument("digest")
-    command.add_argument("directory")
-    command.add_argument("--link", action="store_true", help="hard-link files from the store")
-    command.set_defaults(run=_cmd_export)
+    command = verb("export", "write a tree into a new or empty host directory", _cmd_export)
+    command.add_argument("digest", help=digest_help)
+    command.add_argument("directory", help="the host directory to write (made if missing)")
+    command.add_argument(
+        "--link",
+        action="store_true",
+        help="clone or hard-link files from the store where that is safe (as root: clones or copies)",
+    )
+    command.add_argument(
+        "--hardlink",
+        action="store_true",
+        help="hard-link files from the store even as root (a write into the export then changes "
+        "the store; such objects are found corrupt when next read and quarantined)",
+    )
+    command.add_argument(
+        "--merge", action="store_true", help="merge into a non-empty directory, replacing files it holds"
+    )
+    max_size_option(command)
 
-    command = commands.add_parser("tar", help="write a tree as a deterministic tar archive")
-    command.add_argument("digest")
-    command.add_argument("file", help="archive path, or - for stdout")
-    command.set_defaults(run=_cmd_tar)
+    command = verb("tar", "write a tree as a deterministic tar archive", _cmd_tar)
+    command.add_argument("digest", help=digest_help)
+    command.add_argument("file", help="archive path (written whole or not at all), or - for stdout")
+    max_size_option(command)
 
-    command = commands.add_parser("diff", help="list paths added (+), removed (-), modified (M)")
-    command.add_argument("a")
-    command.add_argument("b")
-    command.set_defaults(run=_cmd_diff)
+    command = verb("du", "how much a tree expands to: bytes, files, directories, symlinks", _cmd_du)
+    command.add_argument("digest", help=digest_help)
+    command.add_argument("path", nargs="?", default="", help="a directory in the tree (default: the root)")
+    json_option(command)
 
-    command = commands.add_parser("mount", help="mount a tree (FUSE); foreground until unmounted")
-    command.add_argument("digest")
-    command.add_argument("mountpoint")
+    command = verb("diff", "list paths added (+), removed (-), modified (M); exit 1 if any", _cmd_diff)
+    command.add_argument("a", help="the digest of the first tree")
+    command.add_argument("b", help="the digest of the second tree")
+    command.add_argument("-l", "--long", action="store_true", help="say what changed: content, mode, type")
+    json_option(command)
+
+    command = verb("mount", "mount a tree (FUSE); foreground until unmounted", _cmd_mount)
+    command.add_argument("digest", help=digest_help)
+    command.add_argument("mountpoint", help="an empty directory that is not a mount point")
     command.add_argument(
         "--writable", action="store_true", help="copy-on-write; print the new digest at the end"
     )
     command.add_argument(
         "--background", action="store_true", help="return (printing the server pid) once live"
     )
-    command.set_defaults(run=_cmd_mount)
+    command.add_argument(
+        "--log", metavar="FILE", help="with --background: the server's log (default: logs/ in the store)"
+    )
+    command.add_argument(
+        "--scratch", metavar="DIR", help="where written files go (default: scratch/ in the store)"
+    )
 
-    command = commands.add_parser("snapshot", help="print the current digest of a mounted tree")
-    command.add_argument("mountpoint")
-    command.set_defaults(run=_cmd_snapshot)
+    command = verb("snapshot", "print the current digest of a mounted tree", _cmd_snapshot)
+    command.add_argument("mountpoint", help="where the tree is mounted")
 
-    command = commands.add_parser("umount", help="capture a mounted tree, unmount it, print its digest")
-    command.add_argument("mountpoint")
-    command.set_defaults(run=_cmd_umount)
+    command = verb("umount", "capture a mounted tree, unmount it, print its digest", _cmd_umount)
+    command.add_argument("mountpoint", help="where the tree is mounted")
 
-    command = commands.add_parser("push", help="upload a tree to the remotes marked push")
-    command.add_argument("digest")
-    command.set_defaults(run=_cmd_push)
+    command = verb("push", "upload a tree to the remotes marked push", _cmd_push)
+    command.add_argument("digest", help=digest_help)
+    json_option(command)
 
-    command = commands.add_parser("pull", help="fetch a tree (or one subdirectory of it) from the remotes")
-    command.add_argument("digest")
+    command = verb("pull", "fetch a tree (or one subdirectory of it) from the remotes", _cmd_pull)
+    command.add_argument("digest", help=digest_help)
     command.add_argument("--path", default="", help="only this subdirectory of the tree (a prefetch)")
     command.add_argument(
         "--tree-only", action="store_true", help="only the Directory messages; file blobs arrive when read"
     )
-    command.set_defaults(run=_cmd_pull)
+    json_option(command)
 
-    command = commands.add_parser("fsck", help="verify every object of the local store")
-    command.add_argument("--repair", action="store_true", help="delete corrupt objects")
-    command.set_defaults(run=_cmd_fsck)
+    command = verb("fsck", "verify every object of the local store", _cmd_fsck)
+    command.add_argument(
+        "--repair",
+        action="store_true",
+        help="quarantine corrupt objects; remove stale temporary files and dead mounts' scratch",
+    )
+    json_option(command)
     return parser
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"casvfs: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    level = (
+        logging.ERROR
+        if args.quiet
+        else {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def _message(error: CasvfsError, args: argparse.Namespace) -> str:
+    message = str(error)
+    if error.reason == REASON_BLOB_MISSING and not _spec(args).has_remotes:
+        message += " (the store may hold the tree but not its content: pass --remote URL or --config FILE)"
+    return message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 difference/failure, 2 usage)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # usage errors (2), --help and --version (0)
+        return int(exit_.code or 0)
+    _setup_logging(args)
     try:
         args.run(args)
-    except (CasvfsError, ValueError) as error:
+    except CasvfsError as error:
+        print(f"casvfs: error: {_message(error, args)}", file=sys.stderr)
+        return 1
+    except ValueError as error:
         print(f"casvfs: error: {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:
@@ -303,7 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as error:
-        print(f"casvfs: error: {error.strerror or error}", file=sys.stderr)
+        where = f" {error.filename}" if error.filename else ""
+        print(f"casvfs: error:{where} {error.strerror or error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -55,7 +55,7 @@ def test_hard_linked_export_shares_read_only_store_objects(tmp_path: Path) -> No
     os.chmod(tmp_path / "spec" / "tool", 0o755)
     tree = _cas(tmp_path / "again", {"plain": b"plain data"})
     out = tmp_path / "out"
-    tree.export_files(str(out), can_link=True)
+    tree.export_files(str(out), can_link=True, hard_links=True)
     store = tree.store
     assert isinstance(store, LocalStore)
     digest = tree.file_digest("plain")
@@ -63,6 +63,10 @@ def test_hard_linked_export_shares_read_only_store_objects(tmp_path: Path) -> No
     object_path = os.path.join(store.root, "objects", digest[:2], digest[2:])
     assert objects[0].st_ino == os.stat(object_path).st_ino
     assert objects[0].st_mode & 0o777 == 0o444
+    # without hard_links, root gets a clone or a copy: writing it cannot reach the store
+    tree.export_files(str(tmp_path / "safe"), can_link=True)
+    shares = os.stat(tmp_path / "safe" / "plain").st_ino == os.stat(object_path).st_ino
+    assert shares == (os.geteuid() != 0)
 
 
 def test_memory_store_export_copies(tmp_path: Path) -> None:

@@ -236,9 +236,9 @@ class CountingStore(LocalStore):
         self.opened.append(digest)
         return super().open(digest)
 
-    def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
+    def open_object(self, digest: Digest) -> int | None:
         self.opened.append(digest)
-        return super().local_path(digest, executable=executable)
+        return super().open_object(digest)
 
     def put_file(self, path: str | os.PathLike[str]) -> Digest:
         self.hashed.append(str(path))

@@ -17,6 +17,7 @@ PACKAGE = REPO / "casvfs"
 # remote -> fuse -> cli, and no module imports a layer above its own.
 LAYERS = {
     "casvfs.errors": 0,
+    "casvfs.atomic": 0,
     "casvfs.timestamps": 0,
     "casvfs.protos": 0,
     "casvfs.digest": 0,

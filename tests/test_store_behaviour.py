@@ -65,9 +65,9 @@ def test_local_objects_are_sharded_read_only_and_stamped(tmp_path: Path) -> None
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o444 and st.st_mtime == ARBITRARY_TIMESTAMP
     assert [name for _d, _s, files in os.walk(tmp_path / "s" / "tmp") for name in files] == []
-    twin = store.local_path(digest, executable=True)
-    assert twin is not None and stat.S_IMODE(os.stat(twin).st_mode) == 0o555
-    assert Path(twin).read_bytes() == b"content"
+    # one file per blob: no executable twins (linked exports clone or copy executables)
+    assert store.local_path(digest) == str(path)
+    assert not (tmp_path / "s" / "exec").exists()
 
 
 WRITER = r"""
@@ -110,12 +110,18 @@ def test_corruption_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "s" / "objects" / digest.hash[:2] / digest.hash[2:]
     os.chmod(path, 0o644)
     path.write_bytes(b"PRECIOUS")
-    with pytest.raises(StoreError) as info:
-        LocalStore(tmp_path / "s", verify_reads=True).read_bytes(digest)
-    assert info.value.reason == "blob-corrupt"
     report = store.fsck()
     assert report.corrupt == [f"objects/{digest.hash[:2]}/{digest.hash[2:]}"]
     assert store.fsck(repair=True).removed == report.corrupt and not store.has(digest)
+    assert store.fsck().quarantined[0].startswith(f"quarantine/{digest.hash}.")
+    # a read finds it too, and quarantines it at once
+    again = store.put_bytes(b"precious")
+    os.chmod(path, 0o644)
+    path.write_bytes(b"PRECIOUS")
+    with pytest.raises(StoreError) as info:
+        LocalStore(tmp_path / "s").read_bytes(again)
+    assert info.value.reason == "blob-corrupt" and not path.exists()
+    assert store.fsck().corrupt == [] and len(store.fsck().quarantined) == 2
 
 
 def test_partial_store_walks_without_blobs(tmp_path: Path) -> None:

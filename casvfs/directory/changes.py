@@ -17,15 +17,30 @@ class TreeDiff:
 
     A directory added or removed is listed with everything under it. A path
     whose type changed, or whose content, executable bit, symlink target or
-    node properties changed, is ``modified``.
+    node properties changed, is ``modified``; ``kinds`` says which, per path:
+    ``"type"``, ``"content"`` (a file's digest or a symlink's target), ``"mode"``
+    (executable bit or recorded mode) or ``"properties"`` (mtime, other node
+    properties), the first that applies in that order.
     """
 
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     modified: list[str] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.removed or self.modified)
+
+
+def change_kind(old: Node, new: Node) -> str:
+    """How two different nodes at one path differ (see :class:`TreeDiff`)."""
+    if old.type is not new.type:
+        return "type"
+    if old.digest != new.digest or old.target != new.target:
+        return "content"
+    if old.executable != new.executable or old.unix_mode != new.unix_mode:
+        return "mode"
+    return "properties"
 
 
 def _subtree_paths(directory: Directory, prefix: str) -> list[str]:
@@ -62,6 +77,7 @@ def diff(a: Directory, b: Directory) -> TreeDiff:
                 continue
             elif old_dir or new_dir or not old.same_content(new):
                 result.modified.append(path)
+                result.kinds[path] = change_kind(old, new)
             if old_dir:
                 result.removed.extend(_subtree_paths(left._child(name), path))
             if new_dir:

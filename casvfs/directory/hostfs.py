@@ -9,6 +9,8 @@ write outside it. It is what an export writes through, and the base of
 from __future__ import annotations
 
 import errno
+import fcntl
+import logging
 import os
 import shutil
 import stat as stat_module
@@ -20,9 +22,18 @@ from casvfs.store.base import ContentStore
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
 from casvfs.tree import FileType, Node, node_from_stat
 
+log = logging.getLogger("casvfs.export")
+
 _ARBITRARY_NS = ARBITRARY_TIMESTAMP * 1_000_000_000
 # O_NOFOLLOW: the final component is never a symlink we did not resolve ourselves.
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# ioctl(FICLONE): the new file shares the object's blocks copy-on-write (btrfs, XFS).
+_FICLONE = 0x40049409
+# what FICLONE answers where the file system cannot clone between these files
+_NO_CLONE = (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EBADF, errno.EPERM)
+_clone_unsupported: set[tuple[int, int]] = set()
+"""(object device, target device) pairs where cloning failed: not tried again."""
+_warned_root = False
 
 
 class HostTree(TreePrimitives):
@@ -101,35 +112,77 @@ class HostTree(TreePrimitives):
                 mtime_ns = int(options.update_mtime * 1_000_000_000)
             else:
                 mtime_ns = node.mtime_ns if node.mtime_ns is not None else _ARBITRARY_NS
-            if options.link and _link(path, node, store, mtime_ns):
+            if options.link and node.host_path is not None:
+                os.link(node.host_path, path, follow_symlinks=False)
                 return
             mode = node.unix_mode if node.unix_mode is not None else (0o755 if node.executable else 0o644)
+            source = None
+            if options.link and store is not None and node.digest is not None:
+                source = store.local_path(node.digest)
+                if source is not None and _hard_link(path, node, source, mtime_ns, options):
+                    return
             fd = os.open(path, _CREATE, 0o600)
             try:
-                if node.host_path is not None:
-                    with open(node.host_path, "rb") as source:
-                        _copy_to_fd(source, fd)
-                else:
-                    assert store is not None and node.digest is not None
-                    with store.open(node.digest) as source:
-                        _copy_to_fd(source, fd)
+                if source is None or not _clone(source, fd):
+                    _copy_content(node, store, fd)
                 os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
+            except BaseException:
+                os.unlink(path)  # no partial file is left behind
+                raise
             finally:
                 os.close(fd)
 
 
-def _link(path: str, node: Node, store: ContentStore | None, mtime_ns: int) -> bool:
-    """Hard-link the file if a link would carry the right content, mode and mtime."""
+def _copy_content(node: Node, store: ContentStore | None, fd: int) -> None:
     if node.host_path is not None:
-        os.link(node.host_path, path, follow_symlinks=False)
-        return True
-    if store is None or node.digest is None or node.unix_mode is not None or mtime_ns != _ARBITRARY_NS:
+        with open(node.host_path, "rb") as source:
+            _copy_to_fd(source, fd)
+    else:
+        assert store is not None and node.digest is not None
+        with store.open(node.digest) as source:  # verified as it is read
+            _copy_to_fd(source, fd)
+
+
+def _hard_link(path: str, node: Node, source: str, mtime_ns: int, options: ImportOptions) -> bool:
+    """Hard-link the store object *source* as *path*, where that is right and safe.
+
+    Right: the link carries the object's 0444 mode and arbitrary mtime, so only
+    for plain files that record neither. Safe: root ignores the 0444 mode, so a
+    write into such an export would change the store: as root, objects are cloned
+    or copied unless hard links are asked for (*options.hard_links*)."""
+    if node.executable or node.unix_mode is not None or mtime_ns != _ARBITRARY_NS:
         return False
-    source = store.local_path(node.digest, executable=node.executable)
-    if source is None:
+    if os.geteuid() == 0 and not options.hard_links:
+        _warn_root_once()
         return False
     os.link(source, path, follow_symlinks=False)
+    return True
+
+
+def _warn_root_once() -> None:
+    global _warned_root
+    if not _warned_root:
+        _warned_root = True
+        log.warning(
+            "not hard-linking store objects as root (a write into the export would change the "
+            "store): cloning where the file system can, else copying"
+        )
+
+
+def _clone(source: str, fd: int) -> bool:
+    """Make the new file *fd* a copy-on-write clone of *source*, if the file system can."""
+    with open(source, "rb") as stream:
+        pair = (os.fstat(stream.fileno()).st_dev, os.fstat(fd).st_dev)
+        if pair in _clone_unsupported:
+            return False
+        try:
+            fcntl.ioctl(fd, _FICLONE, stream.fileno())
+        except OSError as error:
+            if error.errno not in _NO_CLONE:
+                raise
+            _clone_unsupported.add(pair)
+            return False
     return True
 
 

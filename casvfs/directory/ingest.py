@@ -8,9 +8,11 @@ stat matches the store's :class:`~casvfs.store.StatCache` are not read at all.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat as stat_module
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -62,6 +64,7 @@ def import_host_tree(
     workers: int | None = None,
     progress: Progress | None = None,
     skipped: dict[str, list[str]] | None = None,
+    exclude: Sequence[str] = (),
 ) -> Digest:
     """Store the host tree under *root* and return its root ``Directory`` digest.
 
@@ -76,6 +79,9 @@ def import_host_tree(
     :param progress: called as files are stored.
     :param skipped: if given, filled with the special files left out, by directory
         path (``""`` for the root, else ``"a/b/"``).
+    :param exclude: shell patterns (``fnmatch``) of entries to leave out, matched
+        against each entry's path relative to *root* and against its name; an
+        excluded directory is not entered.
     """
     wanted = frozenset(properties or ())
     if not wanted <= SUPPORTED_PROPERTIES:
@@ -84,7 +90,7 @@ def import_host_tree(
         top = os.stat(root)
     if not stat_module.S_ISDIR(top.st_mode):
         raise DirectoryError(f"{root} is not a directory", reason=REASON_NOT_A_DIRECTORY)
-    ingest = _Ingest(store, workers or default_workers(), progress, skipped)
+    ingest = _Ingest(store, workers or default_workers(), progress, skipped, tuple(exclude))
     dirs = ingest.scan(_HostDir(os.path.abspath(root), top, "", ""))
     started = ingest.started
     cache = store.stat_cache()
@@ -132,8 +138,10 @@ class _Ingest:
         workers: int,
         progress: Progress | None,
         skipped: dict[str, list[str]] | None,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         self.store = store
+        self.exclude = exclude
         self.cache = store.stat_cache()
         self.workers = workers
         self.progress = progress
@@ -187,6 +195,8 @@ class _Ingest:
         with os_errors(f"cannot list {host_dir.path}"), os.scandir(host_dir.path) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
         for entry in entries:
+            if self.exclude and _excluded(host_dir.prefix + entry.name, entry.name, self.exclude):
+                continue
             try:
                 st = entry.stat(follow_symlinks=False)
                 mode = st.st_mode
@@ -212,6 +222,10 @@ class _Ingest:
                     self.skipped.setdefault(host_dir.prefix, []).append(entry.name)
             except OSError as error:
                 raise os_error(error, f"cannot import {entry.path}") from None
+
+
+def _excluded(path: str, name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(path, p) or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def _result(future: Future[list[Digest]], batch: _Batch) -> list[Digest]:

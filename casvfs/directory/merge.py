@@ -79,7 +79,14 @@ def import_tree(
     return result
 
 
-def export_tree(source: SourceTree, to_directory: str, *, link: bool, progress: Progress | None) -> None:
+def export_tree(
+    source: SourceTree,
+    to_directory: str,
+    *,
+    link: bool,
+    progress: Progress | None,
+    hard_links: bool = False,
+) -> None:
     """Write *source* into the host directory *to_directory* (made if missing) with
     the merge rules of :meth:`Directory.import_files`. An invalid source tree is
     refused before anything is written."""
@@ -88,7 +95,7 @@ def export_tree(source: SourceTree, to_directory: str, *, link: bool, progress: 
         HostTree(to_directory, create=True),
         source,
         filter_callback=None,
-        options=ImportOptions(link=link, progress=progress),
+        options=ImportOptions(link=link, hard_links=hard_links, progress=progress),
         collect_result=False,
     )
 

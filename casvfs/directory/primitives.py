@@ -43,6 +43,9 @@ class ImportOptions:
 
     update_mtime: float | None = None
     link: bool = False
+    """Link or clone files from the store instead of copying them (exports)."""
+    hard_links: bool = False
+    """With *link*, hard-link store objects even as root."""
     progress: Progress | None = None
 
 

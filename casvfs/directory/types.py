@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from casvfs.store.base import Progress
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
 from casvfs.tree import FileType, Node
 
@@ -12,8 +13,6 @@ __all__ = ["FileListResult", "FileStat", "FileType", "FilterCallback", "Progress
 
 FilterCallback = Callable[[str], bool]
 """Called with each source path of an import; only accepted paths are imported."""
-Progress = Callable[[int, int], None]
-"""Called as ``progress(files_done, bytes_done)`` while files are written or read."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """FUSE mounts of tree digests (needs the ``fuse`` extra: pyfuse3 and trio)."""
 
 from casvfs.errors import MountError
-from casvfs.fuse.background import start_background
+from casvfs.fuse.background import start_background, unmount_background
 from casvfs.fuse.mount import Mount, clean_stale_mount, get_digest, mount, serve, unmount
 
 __all__ = [
@@ -13,4 +13,5 @@ __all__ = [
     "serve",
     "start_background",
     "unmount",
+    "unmount_background",
 ]

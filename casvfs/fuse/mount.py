@@ -8,8 +8,8 @@ import errno
 import os
 import shutil
 import signal
+import stat as stat_module
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -19,9 +19,10 @@ import trio
 
 from casvfs.digest import Digest
 from casvfs.directory import CasDirectory
-from casvfs.errors import REASON_MOUNT_FAILED, CasvfsError, MountError
+from casvfs.errors import REASON_MOUNT_FAILED, CasvfsError, MountError, StoreError
 from casvfs.fuse.operations import SNAPSHOT_XATTR, CasOperations
 from casvfs.store.base import ContentStore
+from casvfs.store.scratch import new_scratch
 
 # what a mount answers once its server has died (ECONNABORTED while it is going away)
 _DEAD_SERVER = (errno.ENOTCONN, errno.ECONNABORTED)
@@ -46,6 +47,36 @@ def clean_stale_mount(mountpoint: str) -> bool:
         ):
             return True
     raise MountError(f"stale mount at {mountpoint} could not be removed", reason=REASON_MOUNT_FAILED)
+
+
+def check_mount(store: ContentStore, digest: Digest, mountpoint: str) -> None:
+    """Refuse, before anything is mounted, a bad mountpoint (see
+    :func:`check_mountpoint`) and a tree whose root ``Directory`` the store
+    cannot provide."""
+    check_mountpoint(mountpoint)
+    try:
+        store.get_directory(digest)
+    except StoreError as error:
+        raise MountError(f"cannot mount {digest}: {error}", reason=REASON_MOUNT_FAILED) from None
+
+
+def check_mountpoint(mountpoint: str) -> None:
+    """Refuse a mountpoint that is missing, not a directory or already a mount
+    (a dead one is cleaned up first)."""
+    clean_stale_mount(mountpoint)
+    try:
+        st = os.stat(mountpoint)
+    except OSError as error:
+        raise MountError(
+            f"cannot mount at {mountpoint}: {error.strerror}", reason=REASON_MOUNT_FAILED
+        ) from None
+    if not stat_module.S_ISDIR(st.st_mode):
+        raise MountError(f"cannot mount at {mountpoint}: not a directory", reason=REASON_MOUNT_FAILED)
+    if os.path.ismount(mountpoint):
+        raise MountError(
+            f"cannot mount at {mountpoint}: it is a mount point already (unmount it first)",
+            reason=REASON_MOUNT_FAILED,
+        )
 
 
 def _options(writable: bool) -> set[str]:
@@ -74,8 +105,9 @@ class Mount:
     ) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
         self.writable = writable
+        check_mount(store, digest, self.mountpoint)
         self._own_scratch = scratch is None
-        self.scratch = scratch or tempfile.mkdtemp(prefix="casvfs-scratch-")
+        self.scratch = scratch or new_scratch(store.scratch_space())
         self.operations = CasOperations(store, digest, writable=writable, scratch=self.scratch)
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
@@ -87,12 +119,13 @@ class Mount:
     def start(self) -> None:
         """Mount and return once the mount is live."""
         if not _active.acquire(blocking=False):
+            self._drop_scratch()
             raise MountError("this process already serves a mount", reason=REASON_MOUNT_FAILED)
         try:
-            clean_stale_mount(self.mountpoint)
             pyfuse3.init(self.operations, self.mountpoint, _options(self.writable))
         except BaseException as error:
             _active.release()
+            self._drop_scratch()
             if isinstance(error, CasvfsError):
                 raise
             raise MountError(
@@ -102,7 +135,12 @@ class Mount:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
+            self._drop_scratch()
             raise MountError(f"mount at {self.mountpoint} failed: {self._error}", reason=REASON_MOUNT_FAILED)
+
+    def _drop_scratch(self) -> None:
+        if self._own_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _serve(self) -> None:
         async def main() -> None:
@@ -143,8 +181,7 @@ class Mount:
         else:
             final = trio.run(self.operations.get_digest)
         self._final = final
-        if self._own_scratch:
-            shutil.rmtree(self.scratch, ignore_errors=True)
+        self._drop_scratch()
         return final
 
     def directory(self) -> CasDirectory:
@@ -190,14 +227,17 @@ def serve(
     store: ContentStore, digest: Digest, mountpoint: str, *, writable: bool, scratch: str | None = None
 ) -> Digest:
     """Serve a mount in this thread until SIGINT/SIGTERM or an external unmount;
-    return the captured digest."""
+    return the captured digest. The checks of :func:`check_mount` come first, and
+    nothing (no mount, no scratch directory) is left behind on any exit."""
+    check_mount(store, digest, mountpoint)
     operations = CasOperations(
-        store, digest, writable=writable, scratch=scratch or tempfile.mkdtemp(prefix="casvfs-scratch-")
+        store, digest, writable=writable, scratch=scratch or new_scratch(store.scratch_space())
     )
-    clean_stale_mount(mountpoint)
     try:
         pyfuse3.init(operations, mountpoint, _options(writable))
     except RuntimeError as error:
+        if scratch is None:
+            shutil.rmtree(operations.scratch, ignore_errors=True)
         raise MountError(f"cannot mount at {mountpoint}: {error}", reason=REASON_MOUNT_FAILED) from None
 
     async def main() -> Digest:
@@ -229,9 +269,15 @@ def get_digest(mountpoint: str) -> Digest:
     try:
         return Digest.parse(os.getxattr(mountpoint, os.fsdecode(SNAPSHOT_XATTR)).decode())
     except OSError as error:
-        raise MountError(
-            f"{mountpoint} is not a casvfs mount: {error.strerror}", reason=REASON_MOUNT_FAILED
-        ) from None
+        if error.errno in _DEAD_SERVER:
+            problem = "its server is gone"
+        elif not os.path.ismount(mountpoint):
+            problem = "not mounted"
+        elif error.errno in (errno.ENODATA, errno.ENOTSUP):
+            problem = "not a casvfs mount"
+        else:
+            problem = str(error.strerror)
+        raise MountError(f"{mountpoint}: {problem}", reason=REASON_MOUNT_FAILED) from None
 
 
 def unmount(mountpoint: str) -> Digest:

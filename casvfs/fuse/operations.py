@@ -278,7 +278,8 @@ class CasOperations(pyfuse3.Operations):
             if kept is not None:
                 handle.fd, handle.shared = kept, True
                 return
-            fd = await trio.to_thread.run_sync(_open_object, self.store, digest)
+            # verified once per mount and file: the first read hashes the object
+            fd = await trio.to_thread.run_sync(self.store.open_object, digest)
             if fd is not None:
                 handle.fd, handle.shared = self._blob_files.add(inode.ino, fd), True
                 return
@@ -443,12 +444,6 @@ class CasOperations(pyfuse3.Operations):
 
 def _create_empty(path: str) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600))
-
-
-def _open_object(store: ContentStore, digest: Digest) -> int | None:
-    """A read-only descriptor of the store's object file, or None if it has none."""
-    path = store.local_path(digest)
-    return None if path is None else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _copy_blob(store: ContentStore, digest: Digest, path: str) -> None:

@@ -28,8 +28,8 @@ from casvfs.remote.client import (
 )
 from casvfs.remote.config import RemoteConfig, RemoteSpec
 from casvfs.remote.fetcher import BlobFetcher
-from casvfs.remote.transfer import PushReport, push_tree, tree_from_remote, walk_fetching
-from casvfs.store.base import ContentStore
+from casvfs.remote.transfer import PushReport, in_chunks, push_tree, tree_from_remote, walk_fetching
+from casvfs.store.base import ContentStore, Progress
 from casvfs.store.statcache import StatCache
 
 log = logging.getLogger("casvfs.remote")
@@ -117,6 +117,9 @@ class LayeredStore(ContentStore):
     def stat_cache(self) -> StatCache | None:
         return self.local.stat_cache()
 
+    def scratch_space(self) -> str | None:
+        return self.local.scratch_space()
+
     # -- reads that fetch ------------------------------------------------------------
 
     def open(self, digest: Digest) -> BinaryIO:
@@ -127,9 +130,13 @@ class LayeredStore(ContentStore):
         self.fetch_missing((digest,))
         return self.local.read_bytes(digest)
 
-    def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
+    def local_path(self, digest: Digest) -> str | None:
         self.fetch_missing((digest,))
-        return self.local.local_path(digest, executable=executable)
+        return self.local.local_path(digest)
+
+    def open_object(self, digest: Digest) -> int | None:
+        self.fetch_missing((digest,))
+        return self.local.open_object(digest)
 
     def fetch_missing(self, digests: Iterable[Digest]) -> None:
         """Fetch the blobs among *digests* the local store lacks, in batches; raise
@@ -197,11 +204,13 @@ class LayeredStore(ContentStore):
 
     # -- whole trees ----------------------------------------------------------------
 
-    def pull(self, root: Digest, *, tree_only: bool = False) -> None:
+    def pull(self, root: Digest, *, tree_only: bool = False, progress: Progress | None = None) -> None:
         """Make the tree *root* local: its ``Directory`` messages (with one
         ``GetTree`` from the first remote that has them) and, unless *tree_only*,
         every file blob, in batches. Any subtree digest works as *root*
-        (a prefetch)."""
+        (a prefetch).
+
+        :param progress: called as ``progress(blobs, bytes)`` fetched so far."""
         try:
             files = self.local.tree_blobs(root, directories=False)
         except StoreError as error:
@@ -212,8 +221,15 @@ class LayeredStore(ContentStore):
             if tree_only:
                 return
             files = self.local.tree_blobs(root, directories=False)
-        if not tree_only:
+        if tree_only:
+            return
+        if progress is None:
             self.fetch_missing(files)
+            return
+        missing = self.local.find_missing(files)
+        for chunk, done in in_chunks(missing):
+            self.fetch_missing(chunk)
+            progress(*done)
 
     def _pull_directories(self, root: Digest) -> None:
         for client in self._reachable():
@@ -227,12 +243,15 @@ class LayeredStore(ContentStore):
         # from whichever remotes have each part
         walk_fetching(self, root)
 
-    def push(self, root: Digest) -> list[PushReport]:
+    def push(self, root: Digest, *, progress: Progress | None = None) -> list[PushReport]:
         """Upload the tree *root* to every remote marked ``push``: one
         ``FindMissingBlobs`` pass, then only the missing blobs, in batches.
-        Blobs to send that are missing locally are fetched first."""
+        Blobs to send that are missing locally are fetched first.
+
+        :param progress: called as ``progress(blobs, bytes)`` sent so far (over
+            all the remotes)."""
         pushers = [client for client in self.remotes if client.spec.push]
         if not pushers:
             raise StoreError("no remote is configured with push: true", reason=REASON_NO_REMOTE)
         digests = self.tree_blobs(root, directories=True)
-        return [push_tree(client, self, digests) for client in pushers]
+        return [push_tree(client, self, digests, progress) for client in pushers]

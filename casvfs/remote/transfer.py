@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from casvfs.digest import EMPTY_DIGEST, Digest, digest_bytes, serialize_message
 from casvfs.errors import REASON_BLOB_MISSING, REASON_REMOTE_ERROR, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.remote.client import CasClient
-from casvfs.store.base import ContentStore
+from casvfs.store.base import ContentStore, Progress
 from casvfs.store.validation import validate_directory
 
 
@@ -27,13 +27,42 @@ class PushReport:
     seconds: float
 
 
-def push_tree(client: CasClient, source: ContentStore, digests: list[Digest]) -> PushReport:
+# Progress is reported between chunks of this much: large enough that the four
+# calls in flight stay busy within a chunk, small enough to show movement.
+_PROGRESS_CHUNK_BYTES = 64 << 20
+
+
+def in_chunks(digests: list[Digest]) -> Iterator[tuple[list[Digest], tuple[int, int]]]:
+    """*digests* cut into chunks of about 64 MiB, each with the ``(blobs, bytes)``
+    done once it and those before it are done."""
+    chunk: list[Digest] = []
+    size = blobs = total = 0
+    for digest in digests:
+        chunk.append(digest)
+        size += digest.size_bytes
+        if size >= _PROGRESS_CHUNK_BYTES:
+            blobs, total = blobs + len(chunk), total + size
+            yield chunk, (blobs, total)
+            chunk, size = [], 0
+    if chunk:
+        yield chunk, (blobs + len(chunk), total + size)
+
+
+def push_tree(
+    client: CasClient, source: ContentStore, digests: list[Digest], progress: Progress | None = None
+) -> PushReport:
     """Send *client* the blobs among *digests* it lacks, from *source* (which
-    fetches any of those it lacks first, where it can)."""
+    fetches any of those it lacks first, where it can); *progress* is called as
+    ``progress(blobs, bytes)`` sent so far."""
     started = time.monotonic()
     missing = client.find_missing(digests)
     source.fetch_missing(missing)
-    client.upload(missing, source)
+    if progress is None:
+        client.upload(missing, source)
+    else:
+        for chunk, done in in_chunks(missing):
+            client.upload(chunk, source)
+            progress(*done)
     return PushReport(
         remote=client.url,
         blobs=len(digests),

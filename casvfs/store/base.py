@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
@@ -15,6 +15,9 @@ from casvfs.errors import REASON_BLOB_CORRUPT, REASON_INVALID_DIRECTORY, StoreEr
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.statcache import StatCache
 from casvfs.store.validation import validate_directory
+
+Progress = Callable[[int, int], None]
+"""Called as ``progress(items_done, bytes_done)`` while blobs move."""
 
 
 class ContentStore(abc.ABC):
@@ -73,10 +76,23 @@ class ContentStore(abc.ABC):
         fetch: blobs it lacks stay missing and fail when read."""
         del digests
 
-    def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
-        """A read-only host file holding the blob, with mode 0o555 if *executable*
-        (else 0o444), suitable to hard-link; None where the store has no such file."""
-        del digest, executable
+    def local_path(self, digest: Digest) -> str | None:
+        """A read-only (0o444) host file holding the blob, suitable to hard-link or
+        clone, checked for signs of change (a full hash where there are any); None
+        where the store has no such file."""
+        del digest
+        return None
+
+    def open_object(self, digest: Digest) -> int | None:
+        """A read-only descriptor of a host file holding the blob, verified against
+        its digest (``blob-corrupt`` otherwise), for a reader that wants to
+        ``pread`` it; None where the store has no such file. The caller closes it."""
+        del digest
+        return None
+
+    def scratch_space(self) -> str | None:
+        """The directory where mounts of this store keep written files (on the
+        store's file system), or None for the system's temporary directory."""
         return None
 
     def stat_cache(self) -> StatCache | None:

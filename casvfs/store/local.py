@@ -10,9 +10,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from casvfs.digest import CHUNK_SIZE, Digest, digest_bytes, digest_stream
 from casvfs.errors import (
@@ -23,12 +23,20 @@ from casvfs.errors import (
     os_errors,
 )
 from casvfs.store.base import ContentStore
+from casvfs.store.scratch import reclaim_scratch
 from casvfs.store.statcache import StatCache
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 # Files up to this size are read whole: one read, and no write at all when the
 # object already exists.
 _SMALL_FILE = 1 << 20
+# Blobs up to this size are hashed before open() returns them, so no byte of a
+# corrupt one is ever handed out; larger ones are hashed as they are read and the
+# last read fails instead of returning the end of a corrupt blob.
+_VERIFY_WHOLE = 4 << 20
 _STALE_TMP_SECONDS = 3600
 # Writers spread their temp files over this many directories: threads creating
 # files in one shared directory contend on its lock (measured 2x slower with two
@@ -44,7 +52,11 @@ class FsckReport:
     corrupt: list[str] = field(default_factory=list)
     """Object paths (relative to the store) whose content does not match their name."""
     removed: list[str] = field(default_factory=list)
-    """Paths removed by ``repair=True``: corrupt objects and stale temporary files."""
+    """Paths removed by ``repair=True``: corrupt objects (moved to quarantine), stale
+    temporary files, scratch directories of mounts whose server is gone, and the
+    executable twins older versions made for linked exports."""
+    quarantined: list[str] = field(default_factory=list)
+    """What the store's ``quarantine/`` holds: corrupt objects found by reads or fsck."""
 
 
 class LocalStore(ContentStore):
@@ -52,17 +64,24 @@ class LocalStore(ContentStore):
 
     Layout: ``objects/ab/cdef…`` (SHA-256 hex split after two characters), every
     object read-only with mtime :data:`~casvfs.timestamps.ARBITRARY_TIMESTAMP`;
-    ``exec/`` holds executable twins of objects for hard-linked exports; ``tmp/``
-    holds files being written, which become visible only through an atomic
-    ``rename``, so a crash never leaves a partial object.
+    ``tmp/`` holds files being written, which become visible only through an
+    atomic ``rename``, so a crash never leaves a partial object; ``quarantine/``
+    holds objects found corrupt, moved out of the way so they are never served
+    again and a re-import can heal them.
 
-    :param verify_reads: hash every blob before handing it out, raising
-        ``blob-corrupt`` on a mismatch.
+    Every read is verified against the blob's name (``blob-corrupt`` on a
+    mismatch, after the object is quarantined): whole before it is returned up to
+    4 MiB, else as it is read, the last read failing. An object whose size or
+    mtime is not what the store wrote counts as absent for writers (so importing
+    the content again heals it) and as corrupt for readers.
+
+    :param verify_reads: verify reads as above (the default); False hands out
+        object files as they are, for callers that verify themselves.
     :param fsync: fsync objects before publishing them (survives power loss, slower).
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], *, verify_reads: bool = False, fsync: bool = False
+        self, root: str | os.PathLike[str], *, verify_reads: bool = True, fsync: bool = False
     ) -> None:
         self.root = os.path.abspath(root)
         self.verify_reads = verify_reads
@@ -70,15 +89,16 @@ class LocalStore(ContentStore):
         self._objects = os.path.join(self.root, "objects")
         self._exec = os.path.join(self.root, "exec")
         self._tmp = os.path.join(self.root, "tmp")
+        self._quarantine = os.path.join(self.root, "quarantine")
         self._counter = itertools.count()
         self._stat_cache: StatCache | None = None
         self._stat_cache_lock = threading.Lock()
         try:
-            for base in (self._objects, self._exec):
-                for shard in range(256):
-                    os.makedirs(os.path.join(base, f"{shard:02x}"), exist_ok=True)
+            for shard in range(256):
+                os.makedirs(os.path.join(self._objects, f"{shard:02x}"), exist_ok=True)
             for slot in range(_TMP_SLOTS):
                 os.makedirs(os.path.join(self._tmp, f"{slot:x}"), exist_ok=True)
+            os.makedirs(self._quarantine, exist_ok=True)
         except OSError as error:
             raise os_error(error, f"cannot create store at {self.root}", kind=StoreError) from None
 
@@ -89,6 +109,10 @@ class LocalStore(ContentStore):
         """Where the blob lives (whether or not it is present)."""
         return os.path.join(self._objects, digest.hash[:2], digest.hash[2:])
 
+    def scratch_space(self) -> str:
+        """``scratch/`` in the store: copy-on-write mounts write there."""
+        return os.path.join(self.root, "scratch")
+
     def stat_cache(self) -> StatCache:
         """The store's stat cache (host file identity -> digest), shared by imports."""
         with self._stat_cache_lock:
@@ -98,38 +122,74 @@ class LocalStore(ContentStore):
 
     def has(self, digest: Digest) -> bool:
         try:
-            return os.stat(self.object_path(digest)).st_size == digest.size_bytes
+            return _as_written(os.stat(self.object_path(digest)), digest)
         except OSError:
             return False
 
     def open(self, digest: Digest) -> BinaryIO:
-        path = self.object_path(digest)
+        stream = self._open_object(digest)
+        if not self.verify_reads:
+            return stream
         try:
-            stream = open(path, "rb")  # noqa: SIM115 - handed to the caller
-        except FileNotFoundError:
-            raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
-        except OSError as error:
-            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
-        if self.verify_reads:
+            size = os.fstat(stream.fileno()).st_size
+            if size != digest.size_bytes:
+                raise self._corrupt(digest, f"the object has {size} bytes")
+            if size > _VERIFY_WHOLE:
+                return io.BufferedReader(_VerifyingReader(stream, digest, self._corrupt), CHUNK_SIZE)
             with stream:
                 data = stream.read()
-            self._check(digest, digest_bytes(data))
-            return io.BytesIO(data)
-        return stream
+        except OSError as error:
+            stream.close()
+            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+        except BaseException:
+            stream.close()
+            raise
+        actual = digest_bytes(data)
+        if actual != digest:
+            raise self._corrupt(digest, f"content hashes to {actual}")
+        return io.BytesIO(data)
 
     def read_bytes(self, digest: Digest) -> bytes:
         with self.open(digest) as stream:
             data = stream.read()
         if len(data) != digest.size_bytes:
-            raise StoreError(f"blob {digest} has {len(data)} bytes", reason=REASON_BLOB_CORRUPT)
+            raise self._corrupt(digest, f"the object has {len(data)} bytes")
         return data
 
-    def _check(self, expected: Digest, actual: Digest) -> None:
-        if expected != actual:
-            raise StoreError(
-                f"blob {expected} is corrupt in {self.root} (content hashes to {actual})",
-                reason=REASON_BLOB_CORRUPT,
-            )
+    def _open_object(self, digest: Digest) -> io.BufferedReader:
+        try:
+            return open(self.object_path(digest), "rb")
+        except FileNotFoundError:
+            raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
+        except OSError as error:
+            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+
+    def verify(self, digest: Digest) -> None:
+        """Hash the object *digest*; quarantine it and raise ``blob-corrupt`` if it
+        does not match, ``blob-missing`` if it is absent."""
+        with self._open_object(digest) as stream, os_errors(f"cannot read blob {digest}", kind=StoreError):
+            actual = digest_stream(stream)
+        if actual != digest:
+            raise self._corrupt(digest, f"content hashes to {actual}")
+
+    def _corrupt(self, digest: Digest, detail: str) -> StoreError:
+        """Move the corrupt object *digest* to quarantine; the error to raise."""
+        where = self.quarantine(digest)
+        return StoreError(
+            f"blob {digest} is corrupt in {self.root} ({detail}); moved to {where}",
+            reason=REASON_BLOB_CORRUPT,
+        )
+
+    def quarantine(self, digest: Digest) -> str:
+        """Move the object *digest* out of ``objects/`` into ``quarantine/`` (named by
+        hash and time), so it is never served again; return where it went."""
+        target = os.path.join(self._quarantine, f"{digest.hash}.{time.time_ns()}")
+        # another reader may have moved it first
+        with os_errors(f"cannot quarantine blob {digest}", kind=StoreError), contextlib.suppress(
+            FileNotFoundError
+        ):
+            os.rename(self.object_path(digest), target)
+        return os.path.relpath(target, self.root)
 
     def _tmp_path(self) -> str:
         thread = threading.get_ident()
@@ -244,53 +304,85 @@ class LocalStore(ContentStore):
         else:
             self._publish(tmp, fd, self.object_path(digest))
 
-    def local_path(self, digest: Digest, *, executable: bool = False) -> str | None:
+    def local_path(self, digest: Digest) -> str | None:
         path = self.object_path(digest)
-        if not self.has(digest):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
             return None
-        if not executable:
-            return path
-        twin = os.path.join(self._exec, digest.hash[:2], digest.hash[2:])
-        if not os.path.exists(twin):
-            try:
-                with open(path, "rb") as source:
-                    tmp, fd = self._write_new(b"", mode=0o555)
-                    with open(fd, "wb", closefd=False) as sink:
-                        shutil.copyfileobj(source, sink, CHUNK_SIZE)
-                    self._publish(tmp, fd, twin)
-            except OSError as error:
-                raise os_error(error, f"cannot stage {digest}", kind=StoreError) from None
-        return twin
+        except OSError as error:
+            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+        if not _as_written(st, digest):
+            # changed since it was written (through a hard link, say): hash to tell
+            self.verify(digest)
+            # intact content with a touched mtime: stamp it again so links carry it
+            with os_errors(f"cannot restamp blob {digest}", kind=StoreError):
+                os.utime(path, (ARBITRARY_TIMESTAMP, ARBITRARY_TIMESTAMP))
+        return path
+
+    def open_object(self, digest: Digest) -> int | None:
+        fd = None
+        try:
+            fd = os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
+            actual = _digest_fd(fd)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            if fd is not None:
+                os.close(fd)
+            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+        if actual != digest:
+            os.close(fd)
+            raise self._corrupt(digest, f"content hashes to {actual}")
+        return fd
 
     def iter_objects(self) -> Iterator[tuple[str, str]]:
-        """Every object file as ``(relative path, expected hash)``, executables included."""
-        for base in (self._objects, self._exec):
-            for shard in sorted(os.listdir(base)):
-                for name in sorted(os.listdir(os.path.join(base, shard))):
-                    yield os.path.relpath(os.path.join(base, shard, name), self.root), shard + name
+        """Every object file as ``(relative path, expected hash)``."""
+        for shard in sorted(os.listdir(self._objects)):
+            for name in sorted(os.listdir(os.path.join(self._objects, shard))):
+                yield os.path.relpath(os.path.join(self._objects, shard, name), self.root), shard + name
 
-    def fsck(self, *, repair: bool = False) -> FsckReport:
-        """Re-hash every object; with *repair*, delete corrupt objects and stale temp files.
+    def fsck(
+        self, *, repair: bool = False, progress: Callable[[int, int, int, int], None] | None = None
+    ) -> FsckReport:
+        """Re-hash every object; with *repair*, quarantine corrupt objects and remove
+        stale temp files, the scratch directories of dead mounts and old twins.
+
+        :param progress: called as ``progress(objects_done, bytes_done,
+            objects_total, bytes_total)`` while objects are hashed.
 
         Raises :class:`~casvfs.StoreError` if the store cannot be read (or, with
         *repair*, changed)."""
         with os_errors(f"cannot check the store at {self.root}", kind=StoreError):
-            return self._fsck(repair)
+            return self._fsck(repair, progress)
 
-    def _fsck(self, repair: bool) -> FsckReport:
+    def _fsck(self, repair: bool, progress: Callable[[int, int, int, int], None] | None) -> FsckReport:
         report = FsckReport()
-        for relative, expected in self.iter_objects():
+        objects = list(self.iter_objects())
+        total_bytes = 0
+        if progress is not None:
+            for relative, _expected in objects:
+                with contextlib.suppress(FileNotFoundError):
+                    total_bytes += os.stat(os.path.join(self.root, relative)).st_size
+        done_bytes = 0
+        for relative, expected in objects:
             path = os.path.join(self.root, relative)
             report.checked += 1
             try:
                 with open(path, "rb") as stream:
                     actual = digest_stream(stream).hash
+            except FileNotFoundError:
+                continue  # quarantined by a reader meanwhile
             except OSError:
                 actual = ""
+            if progress is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    done_bytes += os.stat(path).st_size
+                progress(report.checked, done_bytes, len(objects), total_bytes)
             if actual != expected:
                 report.corrupt.append(relative)
                 if repair:
-                    os.unlink(path)
+                    self.quarantine(Digest(expected, os.stat(path).st_size))
                     report.removed.append(relative)
         if repair:
             cutoff = time.time() - _STALE_TMP_SECONDS
@@ -302,7 +394,81 @@ class LocalStore(ContentStore):
                         if os.lstat(path).st_mtime < cutoff:
                             os.unlink(path)
                             report.removed.append(os.path.relpath(path, self.root))
+            report.removed += [
+                os.path.relpath(path, self.root) for path in reclaim_scratch(self.scratch_space())
+            ]
+            if os.path.isdir(self._exec):
+                # executable twins of objects, made by versions that hard-linked
+                # executables: nothing uses them any more
+                report.removed.append(os.path.relpath(self._exec, self.root) + "/")
+                shutil.rmtree(self._exec)
+        report.quarantined = sorted(
+            os.path.relpath(os.path.join(self._quarantine, name), self.root)
+            for name in os.listdir(self._quarantine)
+        )
         return report
+
+
+def _as_written(st: os.stat_result, digest: Digest) -> bool:
+    """Whether an object file's stat is what the store published: a write through
+    a hard link changes its mtime (or size), so this catches it for the price of a
+    stat (content is verified when read)."""
+    return st.st_size == digest.size_bytes and st.st_mtime == ARBITRARY_TIMESTAMP
+
+
+def _digest_fd(fd: int) -> Digest:
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := os.pread(fd, CHUNK_SIZE, size):
+        hasher.update(chunk)
+        size += len(chunk)
+    return Digest(hasher.hexdigest(), size)
+
+
+class _VerifyingReader(io.RawIOBase):
+    """A large object read as a stream, hashed on the way: the read that would
+    return its last bytes raises ``blob-corrupt`` instead, if the whole does not
+    match its digest, so a corrupt blob is never handed out complete."""
+
+    def __init__(
+        self, stream: io.BufferedReader, digest: Digest, corrupt: Callable[[Digest, str], StoreError]
+    ) -> None:
+        super().__init__()
+        self._stream = stream
+        self._digest = digest
+        self._corrupt = corrupt
+        self._hasher = hashlib.sha256()
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        remaining = self._digest.size_bytes - self._position
+        if remaining <= 0:
+            return 0
+        if len(view) < remaining:
+            count = self._stream.readinto(view)
+        else:
+            tail = self._stream.read(remaining + 1)  # one more byte: a grown file shows
+            count = len(tail)
+            self._hasher.update(tail)
+            actual = Digest(self._hasher.hexdigest(), self._position + count)
+            if actual != self._digest:
+                raise self._corrupt(self._digest, f"content hashes to {actual}")
+            view[:count] = tail
+            self._position += count
+            return count
+        if not count:
+            raise self._corrupt(self._digest, f"the object ends after {self._position} bytes")
+        self._hasher.update(view[:count])
+        self._position += count
+        return int(count)
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()
 
 
 def _write_all(fd: int, data: bytes) -> None:
