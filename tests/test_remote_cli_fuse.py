@@ -210,3 +210,37 @@ def test_remotes_without_the_extra_are_a_clean_error(
     )
     assert code == 1
     assert "casvfs[remote]" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", [3000, 5 << 20])  # sent in a batch, and by ByteStream
+def test_push_of_a_corrupt_local_blob_says_it_is_corrupt_locally(
+    tmp_path: Path, casd_server: Server, capsys: pytest.CaptureFixture[str], size: int
+) -> None:
+    name = "fresh"  # content the server cannot have yet
+    host = build_host(str(tmp_path / "host"), {name: os.urandom(size)})
+    store = str(tmp_path / "origin")
+    root = run(capsys, "--store", store, "import", host)[1].strip()
+    local = LocalStore(store)
+    tree = CasDirectory(local, Digest.parse(root))
+    data = Path(host, name).read_bytes()
+    path = Path(local.object_path(Digest(tree.file_digest(name), len(data))))
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])
+    os.utime(path, (1321009871, 1321009871))
+    code, _, err = run(capsys, "--store", store, "--remote", casd_server.url, "push", root)
+    assert code == 1 and err.count("\n") == 1
+    assert "corrupt in" in err and store in err and tree.file_digest(name) in err
+
+
+def test_push_and_pull_print_json(
+    pushed: tuple[str, str, Digest], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    _host, url, root = pushed
+    origin = str(tmp_path / "origin")
+    code, out, _ = run(capsys, "--store", origin, "--remote", url, "push", str(root), "--json")
+    assert code == 0 and json.loads(out)[0]["missing"] == 0 and json.loads(out)[0]["remote"] == url
+    other = str(tmp_path / "other")
+    code, out, _ = run(capsys, "--store", other, "--remote", url, "pull", str(root), "--json")
+    assert code == 0 and json.loads(out) == {"digest": str(root), "tree_only": False}

@@ -24,6 +24,7 @@ from casvfs.errors import (
     REASON_BLOB_CORRUPT,
     REASON_REMOTE_ERROR,
     REASON_REMOTE_UNSUPPORTED,
+    CasvfsError,
     RemoteError,
     StoreError,
 )
@@ -296,25 +297,39 @@ class CasClient:
     def _stream_write(self, digest: Digest, source: ContentStore) -> None:
         resource = self._resource(f"uploads/{uuid.uuid4()}/blobs/{digest.hash}/{digest.size_bytes}")
 
+        local_failure: list[CasvfsError] = []
+
         def requests() -> Iterator[Message]:
             offset = 0
-            with source.open(digest) as stream:
-                while True:
-                    chunk = stream.read(CHUNK_SIZE)
-                    last = offset + len(chunk) >= digest.size_bytes
-                    yield bs.WriteRequest(
-                        resource_name=resource if offset == 0 else "",
-                        write_offset=offset,
-                        finish_write=last,
-                        data=chunk,
-                    )
-                    offset += len(chunk)
-                    if last or not chunk:
-                        return
+            try:
+                with source.open(digest) as stream:
+                    while True:
+                        chunk = stream.read(CHUNK_SIZE)
+                        last = offset + len(chunk) >= digest.size_bytes
+                        yield bs.WriteRequest(
+                            resource_name=resource if offset == 0 else "",
+                            write_offset=offset,
+                            finish_write=last,
+                            data=chunk,
+                        )
+                        offset += len(chunk)
+                        if last or not chunk:
+                            return
+            except CasvfsError as error:
+                # a corrupt local blob (verified as read): end the stream unfinished
+                # and report the local error, not the server's answer to it
+                local_failure.append(error)
 
-        answer = self.channel.client_stream(
-            BYTESTREAM, "Write", requests, bs.WriteResponse, digest=digest, size_hint=digest.size_bytes
-        )
+        try:
+            answer = self.channel.client_stream(
+                BYTESTREAM, "Write", requests, bs.WriteResponse, digest=digest, size_hint=digest.size_bytes
+            )
+        except RemoteError:
+            if local_failure:
+                raise local_failure[0] from None
+            raise
+        if local_failure:
+            raise local_failure[0]
         # -1: the server already had the blob and stopped reading early (compressed uploads)
         if answer.committed_size not in (digest.size_bytes, -1):
             raise self.channel.failure(
