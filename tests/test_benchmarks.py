@@ -99,3 +99,21 @@ def test_remote_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
     assert data["calls"]["pull tree-only"] == {"GetTree": 1}
     assert data["calls"]["push again"] == {"FindMissingBlobs": 1}
     assert data["calls"]["first byte"] == {"GetCapabilities": 1, "Read": 1}
+
+
+def test_verification_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
+    """benchmarks.verify times every case with verified and unverified reads."""
+    from tests.trees import build_host, random_spec
+
+    spec = random_spec(5, entries=100)
+    spec["big"] = os.urandom(5 << 20)  # read as a verified stream, past 4 MiB
+    host = build_host(str(tmp_path / "tree"), spec)
+    results = tmp_path / "verify.json"
+    command = [sys.executable, "-m", "benchmarks.verify", "--corpus", host, "--repeat", "1"]
+    done = subprocess.run(
+        [*command, "--json", str(results)], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads(results.read_text())
+    assert sorted(data) == sorted(["export", "export_to_tar", "FUSE tar | cat"])
+    assert all(len(samples) == 1 for case in data.values() for samples in case.values())

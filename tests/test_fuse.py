@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from casvfs import CasDirectory, ContentStore, Digest, LocalStore, MemoryStore
 from casvfs.fuse import Mount, MountError, get_digest, mount
 from casvfs.protos import remote_execution_pb2 as pb
 from peers.casd import REPO
+from tests.mounts import wait_dead, wait_unmounted
 from tests.trees import Exe, Link, Spec, build_host, host_snapshot, random_spec
 
 SPEC: Spec = {
@@ -46,15 +46,6 @@ def imported(tmp_path: Path, spec: Spec, store: ContentStore | None = None) -> C
     tree = CasDirectory(store or LocalStore(str(tmp_path / "store")))
     tree.import_files(build_host(str(tmp_path / "host"), spec))
     return tree
-
-
-@pytest.fixture
-def mountpoint(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "mnt"
-    path.mkdir()
-    yield path
-    if os.path.ismount(path):  # a failed test must not leave a mount behind
-        subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False)
 
 
 # -- read-only --------------------------------------------------------------------------
@@ -372,17 +363,10 @@ def test_cli_mount_snapshot_umount(tmp_path: Path, mountpoint: Path) -> None:
     unmounted = _cli(store, "umount", str(mountpoint))
     assert unmounted.returncode == 0, unmounted.stderr
     assert Digest.parse(unmounted.stdout.strip()) == tree.get_digest()
-    _wait_unmounted(mountpoint)
+    wait_unmounted(mountpoint)
     # the captured tree is in the store: a new process can list it
     listing = _cli(store, "ls", unmounted.stdout.strip(), "src")
     assert "new" in listing.stdout.split()
-
-
-def _wait_unmounted(mountpoint: Path) -> None:
-    deadline = time.monotonic() + 30
-    while os.path.ismount(mountpoint):
-        assert time.monotonic() < deadline, "still mounted"
-        time.sleep(0.05)
 
 
 def test_sigterm_unmounts_cleanly(tmp_path: Path, mountpoint: Path) -> None:
@@ -425,15 +409,7 @@ def test_killed_mount_is_cleaned_before_the_next(tmp_path: Path, mountpoint: Pat
     started = _cli(tmp_path / "store", "mount", str(tree.get_digest()), str(mountpoint), "--background")
     assert started.returncode == 0, started.stderr
     os.kill(int(started.stdout.strip()), signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            os.statvfs(mountpoint)
-        except OSError as error:
-            assert error.errno in (errno.ENOTCONN, errno.ECONNABORTED)
-            break
-        assert time.monotonic() < deadline, "the killed mount still answers"
-        time.sleep(0.05)
+    wait_dead(mountpoint)
     with mount(tree.store, tree.get_digest(), str(mountpoint)):
         assert (mountpoint / "README").read_bytes() == b"read me\n"
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,10 @@ import pytest
 from casvfs import CasDirectory, Digest, LocalStore, digest_bytes
 from casvfs.fuse import MountError, mount
 from peers.casd import REPO
+from tests.mounts import mounted, wait_dead, wait_unmounted
 from tests.trees import build_host
 
 LARGE = os.urandom(600 * 1024)  # read through the object file, not whole
-
-
-@pytest.fixture
-def mountpoint(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "mnt"
-    path.mkdir()
-    yield path
-    for _ in range(3):  # no test may leave a mount behind, dead ones included
-        if not _mounted(path):
-            break
-        subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False)
 
 
 def _tree(tmp_path: Path) -> CasDirectory:
@@ -51,11 +40,6 @@ def _cli(tmp_path: Path, *args: str, timeout: float = 120) -> subprocess.Complet
     )
 
 
-def _mounted(path: Path) -> bool:
-    with open("/proc/self/mounts", encoding="utf-8") as mounts:
-        return any(line.split()[1] == str(path) for line in mounts)
-
-
 def _scratch(tmp_path: Path) -> list[str]:
     base = tmp_path / "store" / "scratch"
     return sorted(os.listdir(base)) if base.exists() else []
@@ -69,7 +53,7 @@ def test_background_mount_on_a_file_fails_at_once_and_leaves_nothing(tmp_path: P
     done = _cli(tmp_path, "mount", str(tree.get_digest()), str(target), "--background")
     assert done.returncode == 1 and time.monotonic() - started < 20
     assert done.stderr == f"casvfs: error: mount failed: cannot mount at {target}: not a directory\n"
-    assert not _mounted(target) and target.read_text() == "not a directory"
+    assert not mounted(target) and target.read_text() == "not a directory"
     assert _scratch(tmp_path) == []
 
 
@@ -86,9 +70,9 @@ def test_a_tree_not_in_the_store_is_refused_before_mounting(tmp_path: Path, moun
     absent = digest_bytes(b"no such Directory")
     with pytest.raises(MountError) as failure, mount(tree.store, absent, str(mountpoint)):
         pass
-    assert "not in the store" in str(failure.value) and not _mounted(mountpoint)
+    assert "not in the store" in str(failure.value) and not mounted(mountpoint)
     done = _cli(tmp_path, "mount", str(absent), str(mountpoint), "--background")
-    assert done.returncode == 1 and "not in the store" in done.stderr and not _mounted(mountpoint)
+    assert done.returncode == 1 and "not in the store" in done.stderr and not mounted(mountpoint)
     assert _scratch(tmp_path) == []
 
 
@@ -98,7 +82,7 @@ def test_mounting_twice_on_one_mountpoint_is_refused(tmp_path: Path, mountpoint:
         done = _cli(tmp_path, "mount", str(tree.get_digest()), str(mountpoint), "--background")
         assert done.returncode == 1 and "a mount point already" in done.stderr
         assert (mountpoint / "small").read_bytes() == b"small\n"
-    assert not _mounted(mountpoint)  # one mount only, and it is gone
+    assert not mounted(mountpoint)  # one mount only, and it is gone
 
 
 def test_scratch_lives_in_the_store_and_is_reclaimed_after_kill(tmp_path: Path, mountpoint: Path) -> None:
@@ -111,23 +95,11 @@ def test_scratch_lives_in_the_store_and_is_reclaimed_after_kill(tmp_path: Path, 
     assert started.returncode == 0, started.stderr
     (mountpoint / "new").write_bytes(b"written")
     os.kill(int(started.stdout), signal.SIGKILL)
-    _wait_dead(mountpoint)
+    wait_dead(mountpoint)
     assert len(_scratch(tmp_path)) == 1  # what the killed server wrote is still there...
     done = _cli(tmp_path, "fsck", "--repair")
     assert done.returncode == 0 and "removed: scratch/casvfs-scratch-" in done.stdout
     assert _scratch(tmp_path) == []  # ...until fsck --repair (or the next mount) reclaims it
-
-
-def _wait_dead(mountpoint: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            os.statvfs(mountpoint)
-        except OSError as error:
-            assert error.errno in (errno.ENOTCONN, errno.ECONNABORTED)
-            return
-        assert time.monotonic() < deadline, "the killed mount still answers"
-        time.sleep(0.05)
 
 
 def test_background_mount_after_a_killed_one_answers_at_once(tmp_path: Path, mountpoint: Path) -> None:
@@ -137,7 +109,7 @@ def test_background_mount_after_a_killed_one_answers_at_once(tmp_path: Path, mou
         assert started.returncode == 0, started.stderr
         assert (mountpoint / "small").read_bytes() == b"small\n"  # not ENOTCONN from the old one
         os.kill(int(started.stdout), signal.SIGKILL)
-        _wait_dead(mountpoint)
+        wait_dead(mountpoint)
     subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
 
 
@@ -154,26 +126,19 @@ def test_the_server_log_is_kept_and_quoted_when_umount_fails(tmp_path: Path, mou
     assert failure.value.errno == errno.EIO
     assert lost.hash in log.read_text()  # --log FILE: the log says which blob
     assert _cli(tmp_path, "umount", str(mountpoint)).returncode == 0
-    _wait_gone(mountpoint)
+    wait_unmounted(mountpoint)
 
     started = _cli(tmp_path, "mount", str(tree.get_digest()), str(mountpoint), "--background")
     assert started.returncode == 0, started.stderr
     with pytest.raises(OSError):
         (mountpoint / "large").read_bytes()
     os.kill(int(started.stdout), signal.SIGKILL)
-    _wait_dead(mountpoint)
+    wait_dead(mountpoint)
     failed = _cli(tmp_path, "umount", str(mountpoint))
     assert failed.returncode == 1 and failed.stderr.count("\n") == 1
     assert "its server is gone" in failed.stderr and lost.hash in failed.stderr  # the log's last line
     not_mounted = _cli(tmp_path, "umount", str(tmp_path))
     assert not_mounted.returncode == 1 and "not mounted" in not_mounted.stderr
-
-
-def _wait_gone(mountpoint: Path) -> None:
-    deadline = time.monotonic() + 30
-    while os.path.ismount(mountpoint):
-        assert time.monotonic() < deadline, "still mounted"
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("name", ["small", "large"])

@@ -7,7 +7,6 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -123,15 +122,6 @@ def test_unreachable_remote_is_a_clean_error(tmp_path: Path, capsys: pytest.Capt
 
 
 # -- FUSE over a partial store ----------------------------------------------------------
-
-
-@pytest.fixture
-def mountpoint(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "mnt"
-    path.mkdir()
-    yield path
-    if os.path.ismount(path):
-        subprocess.run(["fusermount3", "-u", "-z", str(path)], check=False)
 
 
 def test_fuse_reads_fetch_blobs_on_demand(

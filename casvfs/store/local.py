@@ -324,7 +324,7 @@ class LocalStore(ContentStore):
         fd = None
         try:
             fd = os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
-            actual = _digest_fd(fd)
+            actual = _digest_fd(fd) if self.verify_reads else digest
         except FileNotFoundError:
             return None
         except OSError as error:
