@@ -212,6 +212,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
             hard_links=args.hardlink,
             progress=bar,
             max_size=args.max_size,
+            special_modes=args.special_modes,
         )
 
 
@@ -288,6 +289,9 @@ def _cmd_diff(args: argparse.Namespace) -> None:
 
 
 def _cmd_fsck(args: argparse.Namespace) -> None:
+    if args.digests:
+        _check_trees(args)
+        return
     bar = _Bar(args, "checking")
 
     def progress(done: int, size: int, total: int, total_size: int) -> None:
@@ -314,6 +318,37 @@ def _cmd_fsck(args: argparse.Namespace) -> None:
             print(f"quarantined: {len(report.quarantined)} objects in quarantine/")
         print(f"checked {report.checked} objects, {len(report.corrupt)} corrupt")
     if report.corrupt and not args.repair:
+        raise SystemExit(1)
+
+
+def _check_trees(args: argparse.Namespace) -> None:
+    store = _spec(args).open_local()
+    checks = {}
+    for text in args.digests:
+        with _Bar(args, "checking") as bar:
+            checks[text] = store.check_tree(_digest(text), progress=bar)
+    if args.json:
+        _print_json(
+            {
+                text: {
+                    "directories": check.directories,
+                    "files": check.files,
+                    "missing": [str(digest) for digest in check.missing],
+                    "corrupt": [str(digest) for digest in check.corrupt],
+                }
+                for text, check in checks.items()
+            }
+        )
+    else:
+        for text, check in checks.items():
+            for digest in check.missing:
+                print(f"missing: {digest}")
+            for digest in check.corrupt:
+                print(f"corrupt: {digest} (quarantined)")
+            problems = f"{len(check.missing)} missing, {len(check.corrupt)} corrupt"
+            state = "complete" if check.complete else problems
+            print(f"{text}: {check.directories} directories, {check.files} files checked, {state}")
+    if not all(check.complete for check in checks.values()):
         raise SystemExit(1)
 
 
@@ -512,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--merge", action="store_true", help="merge into a non-empty directory, replacing files it holds"
     )
+    command.add_argument(
+        "--special-modes",
+        action="store_true",
+        help="keep setuid, setgid and sticky bits of recorded modes (dropped by default)",
+    )
     max_size_option(command)
 
     command = verb("tar", "write a tree as a deterministic tar archive", _cmd_tar)
@@ -564,7 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     json_option(command)
 
-    command = verb("fsck", "verify every object of the local store", _cmd_fsck)
+    command = verb("fsck", "verify every object of the local store, or that trees are complete", _cmd_fsck)
+    command.add_argument(
+        "digests",
+        nargs="*",
+        metavar="DIGEST",
+        help="check only these trees: every blob they need is present and intact",
+    )
     command.add_argument(
         "--repair",
         action="store_true",

@@ -181,16 +181,18 @@ def children_first(root: T, changed_children: Callable[[T], Iterable[T]]) -> lis
     return order
 
 
-def node_from_stat(name: str, path: str, st: os.stat_result) -> Node:
-    """A node for the host entry at *path*, from its ``lstat`` result *st* (a
-    symlink's target is read from *path*). Raises ``OSError``."""
+def node_from_stat(name: str, path: str, st: os.stat_result, *, dir_fd: int | None = None) -> Node:
+    """A node for the host entry at *path*, from its ``lstat`` result *st*. A
+    symlink's target is read from *path*, or from *name* in the directory
+    descriptor *dir_fd* if given. Raises ``OSError``."""
     mode = st.st_mode
     if stat_module.S_ISDIR(mode):
         kind = FileType.DIRECTORY
     elif stat_module.S_ISREG(mode):
         kind = FileType.REGULAR_FILE
     elif stat_module.S_ISLNK(mode):
-        return Node(name, FileType.SYMLINK, target=os.readlink(path), mtime_ns=st.st_mtime_ns, host_path=path)
+        target = os.readlink(path) if dir_fd is None else os.readlink(name, dir_fd=dir_fd)
+        return Node(name, FileType.SYMLINK, target=target, mtime_ns=st.st_mtime_ns, host_path=path)
     else:
         kind = FileType.SPECIAL_FILE
     return Node(

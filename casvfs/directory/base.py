@@ -127,6 +127,7 @@ class Directory(TreePrimitives):
         progress: Progress | None = None,
         max_size: int | None = None,
         hard_links: bool = False,
+        special_modes: bool = False,
     ) -> None:
         """Write this tree into the host directory *to_directory*, created if missing.
 
@@ -151,6 +152,9 @@ class Directory(TreePrimitives):
         :param hard_links: with *can_link*, hard-link even as root (an object
             changed through such a link is found corrupt on its next read and
             quarantined).
+        :param special_modes: keep the setuid, setgid and sticky bits of recorded
+            modes (dropped by default: a tree from anywhere must not make a
+            setuid-root file).
         :param can_destroy: accepted for BuildStream compatibility; the source is
             never modified.
         :param progress: called as files are written (see :data:`Progress`).
@@ -162,7 +166,14 @@ class Directory(TreePrimitives):
         # linked files take no space; as root (without hard_links) they may be copies
         links_free = can_link and (hard_links or os.geteuid() != 0)
         _check_export_size(source, max_size=max_size, target=to_directory, can_link=links_free)
-        export_tree(source, to_directory, link=can_link, hard_links=hard_links, progress=progress)
+        export_tree(
+            source,
+            to_directory,
+            link=can_link,
+            hard_links=hard_links,
+            special_modes=special_modes,
+            progress=progress,
+        )
 
     # -- path resolution ------------------------------------------------------------
 

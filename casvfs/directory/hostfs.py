@@ -1,9 +1,12 @@
 """The merge engine's primitives over a host directory.
 
-:class:`HostTree` reads entries with ``lstat`` and creates them with
-``O_NOFOLLOW``/``O_EXCL``, so no symlink already in the tree can redirect a
-write outside it. It is what an export writes through, and the base of
-:class:`~casvfs.OsDirectory`.
+:class:`HostTree` works relative to directory descriptors: each directory below
+the root is opened from its parent's descriptor with ``O_NOFOLLOW|O_DIRECTORY``,
+and every entry is read, made or removed relative to its directory's descriptor
+(``openat``, ``mkdirat``, ``symlinkat``, ``linkat``…). No path component is ever
+resolved again by name, so a symlink put in place of a directory while an export
+runs is refused, never followed out of the target. It is what an export writes
+through, and the base of :class:`~casvfs.OsDirectory`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import logging
 import os
 import shutil
 import stat as stat_module
+import threading
+import weakref
+from collections import OrderedDict
 from typing import BinaryIO, Self
 
 from casvfs.directory.primitives import ImportOptions, TreePrimitives
@@ -34,101 +40,175 @@ _NO_CLONE = (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.EB
 _clone_unsupported: set[tuple[int, int]] = set()
 """(object device, target device) pairs where cloning failed: not tried again."""
 _warned_root = False
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _OpenDirectories:
+    """The descriptors of directories below a root, at most *limit* open: the least
+    recently used is closed first and reopened (from its parent's) when needed
+    again, so a tree of any width or depth never runs out of descriptors."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._open: OrderedDict[int, weakref.ref[HostTree]] = OrderedDict()
+        self.lock = threading.RLock()
+
+    def used(self, tree: HostTree) -> None:
+        key = id(tree)
+        if key in self._open:
+            self._open.move_to_end(key)
+            return
+        self._open[key] = weakref.ref(tree)
+        while len(self._open) > self._limit:
+            _key, ref = self._open.popitem(last=False)
+            oldest = ref()
+            if oldest is not None:
+                oldest._close()
+
+    def forget(self, tree: HostTree) -> None:
+        self._open.pop(id(tree), None)
+
+
+# 256 of the process's usual 1024: the merge engine keeps every directory of a
+# tree (Linux: 5,096) until it has set their properties at the end.
+_open_directories = _OpenDirectories(256)
 
 
 class HostTree(TreePrimitives):
     """The primitives over the host directory *path* (made, with its parents, if
-    *create*). Symlinks in *path* itself are followed."""
+    *create*). Symlinks in *path* itself are followed; none below it ever is.
+    Modes written keep their setuid, setgid and sticky bits only with
+    *special_modes* (a tree from anywhere must not make setuid-root files by
+    default)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False) -> None:
+    _mode_mask = 0o777
+    _fd: int | None = None
+    _up: HostTree | None = None
+    """The parent directory, for a directory below the root (None: the root)."""
+    _leaf = ""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = False, special_modes: bool = False
+    ) -> None:
         self._path = os.path.abspath(path)
+        if special_modes:
+            self._mode_mask = 0o7777
         with os_errors(self._path):
             if create:
                 os.makedirs(self._path, exist_ok=True)
-            if not stat_module.S_ISDIR(os.stat(self._path).st_mode):
-                raise NotADirectoryError(errno.ENOTDIR, "Not a directory")
+            self._fd = os.open(self._path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def __del__(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            _open_directories.forget(self)
+            os.close(fd)
+
+    def _dirfd(self) -> int:
+        """This directory's descriptor, opened from its parent's (never by path)."""
+        with _open_directories.lock:
+            if self._fd is None:
+                assert self._up is not None
+                parent = self._up._dirfd()
+                self._fd = os.open(self._leaf, _DIRECTORY, dir_fd=parent)
+            if self._up is not None:
+                _open_directories.used(self)
+            return self._fd
 
     def _join(self, name: str) -> str:
         return os.path.join(self._path, name)
 
-    def _at(self, path: str) -> Self:
-        """Another directory of the same kind, at *path* (which exists)."""
+    def _child(self, name: str) -> Self:
         other = object.__new__(type(self))
-        other._path = path
+        other._path = self._join(name)
+        other._mode_mask = self._mode_mask
+        other._up = self
+        other._leaf = name
         return other
 
     def _lookup(self, name: str) -> Node | None:
         path = self._join(name)
         with os_errors(path):
+            fd = self._dirfd()
             try:
-                st = os.lstat(path)
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
             except OSError as error:
                 # no entry can have a name the file system refuses, as in a CAS tree
                 if error.errno in (errno.ENOENT, errno.ENAMETOOLONG):
                     return None
                 raise
-            return node_from_stat(name, path, st)
+            return node_from_stat(name, path, st, dir_fd=fd)
 
     def _entries(self) -> list[Node]:
-        with os_errors(self._path), os.scandir(self._path) as listing:
-            nodes = [
-                node_from_stat(entry.name, entry.path, entry.stat(follow_symlinks=False)) for entry in listing
-            ]
+        with os_errors(self._path):
+            fd = self._dirfd()
+            with os.scandir(fd) as listing:
+                nodes = [
+                    node_from_stat(
+                        entry.name, self._join(entry.name), entry.stat(follow_symlinks=False), dir_fd=fd
+                    )
+                    for entry in listing
+                ]
         return sorted(nodes, key=lambda node: node.name)
-
-    def _child(self, name: str) -> Self:
-        return self._at(self._join(name))
 
     def _mkdir(self, name: str, own: Node | None) -> Self:
         del own  # properties are applied once the directory is filled (_set_own)
         with os_errors(self._join(name)):
-            os.mkdir(self._join(name))
+            os.mkdir(name, dir_fd=self._dirfd())
         return self._child(name)
 
     def _set_own(self, own: Node) -> None:
         with os_errors(self._path):
+            fd = self._dirfd()
             if own.unix_mode is not None:
-                os.chmod(self._path, own.unix_mode, follow_symlinks=False)
+                os.fchmod(fd, own.unix_mode & self._mode_mask)
             if own.mtime_ns is not None:
-                os.utime(self._path, ns=(own.mtime_ns, own.mtime_ns), follow_symlinks=False)
+                os.utime(fd, ns=(own.mtime_ns, own.mtime_ns))
 
     def _unlink(self, name: str) -> None:
-        path = self._join(name)
-        with os_errors(path):
-            if stat_module.S_ISDIR(os.lstat(path).st_mode):
-                shutil.rmtree(path)
+        with os_errors(self._join(name)):
+            fd = self._dirfd()
+            if stat_module.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                shutil.rmtree(name, dir_fd=fd)
             else:
-                os.unlink(path)
+                os.unlink(name, dir_fd=fd)
 
     def _put(self, name: str, node: Node, store: ContentStore | None, options: ImportOptions) -> None:
-        path = self._join(name)
-        with os_errors(path):
+        with os_errors(self._join(name)):
+            directory = self._dirfd()
             if node.type is FileType.SYMLINK:
-                os.symlink(node.target, path)
+                os.symlink(node.target, name, dir_fd=directory)
                 if node.mtime_ns is not None:
-                    os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+                    ns = (node.mtime_ns, node.mtime_ns)
+                    os.utime(name, ns=ns, dir_fd=directory, follow_symlinks=False)
                 return
             if options.update_mtime is not None:
                 mtime_ns = int(options.update_mtime * 1_000_000_000)
             else:
                 mtime_ns = node.mtime_ns if node.mtime_ns is not None else _ARBITRARY_NS
             if options.link and node.host_path is not None:
-                os.link(node.host_path, path, follow_symlinks=False)
+                os.link(node.host_path, name, dst_dir_fd=directory, follow_symlinks=False)
                 return
-            mode = node.unix_mode if node.unix_mode is not None else (0o755 if node.executable else 0o644)
+            if node.unix_mode is not None:
+                mode = node.unix_mode & self._mode_mask
+            else:
+                mode = 0o755 if node.executable else 0o644
             source = None
             if options.link and store is not None and node.digest is not None:
                 source = store.local_path(node.digest)
-                if source is not None and _hard_link(path, node, source, mtime_ns, options):
+                if source is not None and _hard_link(directory, name, node, source, mtime_ns, options):
                     return
-            fd = os.open(path, _CREATE, 0o600)
+            fd = os.open(name, _CREATE, 0o600, dir_fd=directory)
             try:
                 if source is None or not _clone(source, fd):
                     _copy_content(node, store, fd)
                 os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime_ns, mtime_ns))
             except BaseException:
-                os.unlink(path)  # no partial file is left behind
+                os.unlink(name, dir_fd=directory)  # no partial file is left behind
                 raise
             finally:
                 os.close(fd)
@@ -144,8 +224,11 @@ def _copy_content(node: Node, store: ContentStore | None, fd: int) -> None:
             _copy_to_fd(source, fd)
 
 
-def _hard_link(path: str, node: Node, source: str, mtime_ns: int, options: ImportOptions) -> bool:
-    """Hard-link the store object *source* as *path*, where that is right and safe.
+def _hard_link(
+    directory: int, name: str, node: Node, source: str, mtime_ns: int, options: ImportOptions
+) -> bool:
+    """Hard-link the store object *source* as *name* in *directory* (a descriptor),
+    where that is right and safe.
 
     Right: the link carries the object's 0444 mode and arbitrary mtime, so only
     for plain files that record neither. Safe: root ignores the 0444 mode, so a
@@ -156,7 +239,7 @@ def _hard_link(path: str, node: Node, source: str, mtime_ns: int, options: Impor
     if os.geteuid() == 0 and not options.hard_links:
         _warn_root_once()
         return False
-    os.link(source, path, follow_symlinks=False)
+    os.link(source, name, dst_dir_fd=directory, follow_symlinks=False)
     return True
 
 

@@ -86,13 +86,14 @@ def export_tree(
     link: bool,
     progress: Progress | None,
     hard_links: bool = False,
+    special_modes: bool = False,
 ) -> None:
     """Write *source* into the host directory *to_directory* (made if missing) with
     the merge rules of :meth:`Directory.import_files`. An invalid source tree is
     refused before anything is written."""
     source.prepare_export()
     import_tree(
-        HostTree(to_directory, create=True),
+        HostTree(to_directory, create=True, special_modes=special_modes),
         source,
         filter_callback=None,
         options=ImportOptions(link=link, hard_links=hard_links, progress=progress),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import IO, BinaryIO, Self
 
-from casvfs.digest import digest_file
+from casvfs.digest import digest_stream
 from casvfs.directory.base import Directory
 from casvfs.directory.hostfs import HostTree
 from casvfs.directory.source import HostSource, SourceTree
@@ -46,21 +46,20 @@ class OsDirectory(HostTree, Directory):
     def _move(self, name: str, dest: Directory, dest_name: str) -> None:
         assert isinstance(dest, OsDirectory)
         with os_errors(self._join(name)):
-            os.rename(self._join(name), dest._join(dest_name))
+            source, target = self._dirfd(), dest._dirfd()
+            os.rename(name, dest_name, src_dir_fd=source, dst_dir_fd=target)
 
     def _open_blob(self, node: Node) -> BinaryIO:
-        path = self._join(node.name)
-        with os_errors(path):
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os_errors(self._join(node.name)):
+            fd = os.open(node.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self._dirfd())
             return open(fd, "rb")
 
     def _open_write(self, name: str, mode: str, existing: Node | None) -> IO[bytes]:
-        path = self._join(name)
         flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         flags |= os.O_RDWR if "+" in mode else os.O_WRONLY
         flags |= os.O_EXCL if mode.startswith("x") else os.O_TRUNC
-        with os_errors(path):
-            fd = os.open(path, flags, 0o644)
+        with os_errors(self._join(name)):
+            fd = os.open(name, flags, 0o644, dir_fd=self._dirfd())
         return open(fd, "w+b" if "+" in mode else "wb")
 
     def _as_source(self) -> SourceTree:
@@ -72,7 +71,6 @@ class OsDirectory(HostTree, Directory):
 
     def file_digest(self, path: str) -> str:
         resolved = self._regular_file(path)
-        assert isinstance(resolved.parent, OsDirectory)
-        host = resolved.parent._join(resolved.name)
-        with os_errors(host):
-            return digest_file(host).hash
+        assert resolved.node is not None
+        with resolved.parent._open_blob(resolved.node) as stream, os_errors(path):
+            return digest_stream(stream).hash

@@ -15,8 +15,9 @@ primitive                     used by
 
 A directory's place in its tree, ``_parent`` and ``_name``, is set by each
 implementation (``osdir``, ``casdir``) and read by ``base``'s path resolution,
-``_resolve``, which ``changes`` uses too; ``osdir`` builds host paths with
-``hostfs``'s ``_join``.
+``_resolve``, which ``changes`` uses too; ``osdir`` works in ``hostfs``'s
+directory descriptors (``_dirfd``) and names host paths in messages with its
+``_join``.
 
 :class:`~casvfs.directory.base.Directory` adds the primitives the public API
 needs beyond these: ``_move``, ``_open_blob``, ``_open_write``,

@@ -2,7 +2,7 @@
 
 from casvfs.store.base import ContentStore, directory_digest
 from casvfs.store.digestonly import DigestOnlyStore
-from casvfs.store.local import FsckReport, LocalStore
+from casvfs.store.local import FsckReport, LocalStore, TreeCheck
 from casvfs.store.memory import MemoryStore
 from casvfs.store.statcache import StatCache
 from casvfs.store.treesize import TreeSize, expanded_size
@@ -15,6 +15,7 @@ __all__ = [
     "LocalStore",
     "MemoryStore",
     "StatCache",
+    "TreeCheck",
     "TreeSize",
     "directory_digest",
     "expanded_size",

@@ -59,6 +59,25 @@ class FsckReport:
     """What the store's ``quarantine/`` holds: corrupt objects found by reads or fsck."""
 
 
+@dataclass
+class TreeCheck:
+    """What :meth:`LocalStore.check_tree` found in one tree."""
+
+    directories: int = 0
+    """Distinct ``Directory`` objects read."""
+    files: int = 0
+    """Distinct file blobs hashed."""
+    missing: list[Digest] = field(default_factory=list)
+    """Blobs the tree needs that the store does not hold."""
+    corrupt: list[Digest] = field(default_factory=list)
+    """Blobs that did not match their digest (now quarantined)."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether every blob of the tree is present and intact."""
+        return not self.missing and not self.corrupt
+
+
 class LocalStore(ContentStore):
     """A :class:`ContentStore` in a host directory, shared safely by several processes.
 
@@ -336,6 +355,52 @@ class LocalStore(ContentStore):
             raise self._corrupt(digest, f"content hashes to {actual}")
         return fd
 
+    def check_tree(self, root: Digest, *, progress: Callable[[int, int], None] | None = None) -> TreeCheck:
+        """Check that the tree *root* is complete and intact here: every
+        ``Directory`` it reaches and every file blob, each distinct one read and
+        hashed once (corrupt ones are quarantined). Unlike :meth:`fsck`, this knows
+        what the tree needs, so it finds what is *missing*.
+
+        :param progress: called as ``progress(blobs_done, bytes_done)``."""
+        check = TreeCheck()
+        files: dict[Digest, None] = {}
+        seen = {root}
+        pending = [root]
+        while pending:
+            digest = pending.pop()
+            try:
+                message = self.get_directory(digest)
+            except StoreError as error:
+                self._record(check, digest, error)
+                continue
+            check.directories += 1
+            for node in message.directories:
+                child = Digest.from_proto(node.digest)
+                if child not in seen:
+                    seen.add(child)
+                    pending.append(child)
+            files.update((Digest.from_proto(node.digest), None) for node in message.files)
+        done = 0
+        for digest in files:
+            try:
+                self.verify(digest)
+                check.files += 1
+            except StoreError as error:
+                self._record(check, digest, error)
+            done += digest.size_bytes
+            if progress is not None:
+                progress(check.directories + len(check.missing) + len(check.corrupt) + check.files, done)
+        return check
+
+    @staticmethod
+    def _record(check: TreeCheck, digest: Digest, error: StoreError) -> None:
+        if error.reason == REASON_BLOB_MISSING:
+            check.missing.append(digest)
+        elif error.reason == REASON_BLOB_CORRUPT:
+            check.corrupt.append(digest)
+        else:
+            raise error
+
     def iter_objects(self) -> Iterator[tuple[str, str]]:
         """Every object file as ``(relative path, expected hash)``."""
         for shard in sorted(os.listdir(self._objects)):
@@ -343,20 +408,28 @@ class LocalStore(ContentStore):
                 yield os.path.relpath(os.path.join(self._objects, shard, name), self.root), shard + name
 
     def fsck(
-        self, *, repair: bool = False, progress: Callable[[int, int, int, int], None] | None = None
+        self,
+        *,
+        repair: bool = False,
+        progress: Callable[[int, int, int, int], None] | None = None,
+        stale_after: float = _STALE_TMP_SECONDS,
     ) -> FsckReport:
         """Re-hash every object; with *repair*, quarantine corrupt objects and remove
         stale temp files, the scratch directories of dead mounts and old twins.
 
         :param progress: called as ``progress(objects_done, bytes_done,
             objects_total, bytes_total)`` while objects are hashed.
+        :param stale_after: seconds since its last change (ctime) after which a
+            temporary file counts as left by a crash (an hour by default).
 
         Raises :class:`~casvfs.StoreError` if the store cannot be read (or, with
         *repair*, changed)."""
         with os_errors(f"cannot check the store at {self.root}", kind=StoreError):
-            return self._fsck(repair, progress)
+            return self._fsck(repair, progress, stale_after)
 
-    def _fsck(self, repair: bool, progress: Callable[[int, int, int, int], None] | None) -> FsckReport:
+    def _fsck(
+        self, repair: bool, progress: Callable[[int, int, int, int], None] | None, stale_after: float
+    ) -> FsckReport:
         report = FsckReport()
         objects = list(self.iter_objects())
         total_bytes = 0
@@ -385,13 +458,15 @@ class LocalStore(ContentStore):
                     self.quarantine(Digest(expected, os.stat(path).st_size))
                     report.removed.append(relative)
         if repair:
-            cutoff = time.time() - _STALE_TMP_SECONDS
+            cutoff = time.time() - stale_after
             for dirpath, _dirnames, filenames in os.walk(self._tmp):
                 for name in sorted(filenames):
                     path = os.path.join(dirpath, name)
-                    # a writer may publish (rename away) its temp file at any moment
+                    # a writer may publish (rename away) its temp file at any moment; its
+                    # age is the ctime, which a writer cannot set back (it stamps the
+                    # mtime of every temp file to 2011 before publishing it)
                     with contextlib.suppress(FileNotFoundError):
-                        if os.lstat(path).st_mtime < cutoff:
+                        if os.lstat(path).st_ctime < cutoff:
                             os.unlink(path)
                             report.removed.append(os.path.relpath(path, self.root))
             report.removed += [

@@ -39,10 +39,25 @@ def check_symlink_target(name: str, target: str, digest: Digest | None = None) -
         )
 
 
+# unix_mode holds permission bits (with setuid, setgid, sticky) and nothing else:
+# file-type bits would let a file pose as a symlink or socket in a mount, and a
+# larger value overflowed chmod in export.
+MODE_BITS = 0o7777
+
+
+def _check_mode(where: str, properties: pb.NodeProperties, digest: Digest | None) -> None:
+    if properties.HasField("unix_mode") and properties.unix_mode.value & ~MODE_BITS:
+        raise _invalid(
+            digest, f"{where} has unix_mode {properties.unix_mode.value:#o}, beyond the permission bits"
+        )
+
+
 def validate_directory(message: pb.Directory, digest: Digest | None = None) -> None:
     """Raise :class:`~casvfs.StoreError` (reason ``invalid-directory``) unless *message*
-    has valid, unique names, each list sorted, well-formed digests, and symlink
-    targets a host can hold (non-empty, no NUL, at most 4095 bytes of UTF-8)."""
+    has valid, unique names, each list sorted, well-formed digests, symlink
+    targets a host can hold (non-empty, no NUL, at most 4095 bytes of UTF-8) and
+    ``unix_mode`` properties of permission bits only (``0o7777``)."""
+    _check_mode("the directory", message.node_properties, digest)
     seen: set[str] = set()
     for kind, nodes in (
         ("files", message.files),
@@ -61,6 +76,8 @@ def validate_directory(message: pb.Directory, digest: Digest | None = None) -> N
                 raise _invalid(digest, f"duplicate entry {name!r}")
             seen.add(name)
             previous = name
+            if not isinstance(node, pb.DirectoryNode):
+                _check_mode(f"entry {name!r}", node.node_properties, digest)
             if isinstance(node, pb.SymlinkNode):
                 if not node.target or "\0" in node.target:
                     raise _invalid(digest, f"symlink {name!r} has an empty or NUL target")
