@@ -73,7 +73,9 @@ def list_paths(store: LocalStore, digest: str) -> str:
 
 def export(store: LocalStore, digest: str, target: str, link: str = "") -> str:
     """Export a stored tree into a new host directory, with copies or hard links."""
-    CasDirectory(store, Digest.parse(digest)).export_files(target, can_link=link == "link")
+    # hard links even as root: the case compares with cp -al and casd's StageTree
+    tree = CasDirectory(store, Digest.parse(digest))
+    tree.export_files(target, can_link=link == "link", hard_links=link == "link")
     return ""
 
 

@@ -64,3 +64,19 @@ def test_sandbox_example_runs(tmp_path: Path) -> None:
     lines = run_example("sandbox.py", tmp_path)
     Digest.parse(lines[0].removeprefix("result: "))
     assert lines[1:] == ["['out', 'out/GREETING']", "HELLO FROM THE SANDBOX"]
+
+
+def test_demo_says_where_it_writes(tmp_path: Path) -> None:
+    """The demo names the store it fills before filling it, and runs as the README says."""
+    store = tmp_path / "demo-store"
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "demo.sh"), str(REPO / "docs" / "examples")],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "CASVFS_STORE": str(store)},
+    )
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f"== store: {store} ") and "CASVFS_STORE=DIR" in first
+    assert "round trip OK" in done.stdout and (store / "objects").is_dir()

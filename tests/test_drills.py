@@ -103,11 +103,12 @@ def test_a_directory_listing_is_sorted_once_until_it_changes() -> None:
     message = pb.Directory(files=[pb.FileNode(name=f"f{i:05}", digest=blob.to_proto()) for i in range(1000)])
     table = InodeTable(store.put_directory(message), writable=True)
     table.load_directory(ROOT_INODE, message)
-    first = table.entries(ROOT_INODE)
-    assert table.entries(ROOT_INODE) is first  # readdir's later visits do not sort again
+    first = table.sorted_names(ROOT_INODE)
+    assert table.sorted_names(ROOT_INODE) is first  # readdir's later visits do not sort again
     table.add(ROOT_INODE, "a-new", FileType.REGULAR_FILE)
-    changed = table.entries(ROOT_INODE)
-    assert changed is not first and changed[0][0] == "a-new" and len(changed) == 1001
+    changed = table.sorted_names(ROOT_INODE)
+    assert changed is not first and changed[0] == "a-new" and len(changed) == 1001
+    assert [name for name, _inode in table.entries(ROOT_INODE)] == changed
 
 
 def test_fsck_of_a_tree_finds_what_is_missing_and_truncated(

@@ -47,10 +47,10 @@ class Inode:
     mtime_ns: int = ARBITRARY_NS
     children: dict[str, int] | None = None
     """Entries by name once a directory is loaded; None before."""
-    listing: list[tuple[str, Inode]] | None = None
-    """The entries sorted by name, kept until they change: readdir comes back
-    once per kernel buffer (~100 entries), and sorting on each visit made listing
-    a directory quadratic (200k entries: 144 s)."""
+    listing: list[str] | None = None
+    """The names of the entries, sorted, kept until they change: readdir comes
+    back once per kernel buffer (~100 entries), and sorting on each visit made
+    listing a directory quadratic (200k entries: 144 s)."""
     scratch: str | None = None
     """Host file holding a written file's content."""
     modified: bool = False
@@ -162,13 +162,17 @@ class InodeTable:
         return None if ino is None else self.inodes[ino]
 
     def entries(self, ino: int) -> list[tuple[str, Inode]]:
-        """The entries of a loaded directory, sorted by name (a shared list: do not
-        change it)."""
+        """The entries of a loaded directory, sorted by name."""
+        children = self.directory(ino).children
+        assert children is not None
+        return [(name, self.inodes[children[name]]) for name in self.sorted_names(ino)]
+
+    def sorted_names(self, ino: int) -> list[str]:
+        """The names in a loaded directory, sorted (a shared list: do not change it)."""
         directory = self.directory(ino)
         if directory.listing is None:
             assert directory.children is not None
-            ordered = sorted(directory.children.items())
-            directory.listing = [(name, self.inodes[child]) for name, child in ordered]
+            directory.listing = sorted(directory.children)
         return directory.listing
 
     def forget(self, ino: int, count: int) -> None:

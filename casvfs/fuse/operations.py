@@ -188,9 +188,12 @@ class CasOperations(pyfuse3.Operations):
 
     @handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self.table.entries(fh)
-        for index in range(start_id, len(entries)):
-            name, inode = entries[index]
+        names = self.table.sorted_names(fh)
+        children = self.table.directory(fh).children
+        assert children is not None
+        for index in range(start_id, len(names)):
+            name = names[index]
+            inode = self.table.inodes[children[name]]
             if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(inode), index + 1):
                 return  # the kernel's buffer is full: it resumes from this offset
             inode.lookups += 1
