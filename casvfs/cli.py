@@ -59,6 +59,17 @@ class _Bar:
         self._bar.set_postfix_str(f"{items} files", refresh=False)
         self._bar.update(size - self._bar.n)
 
+    @property
+    def total(self) -> float | None:
+        """The bar's total, if known."""
+        total: float | None = self._bar.total
+        return total
+
+    def set_total(self, items: int, size: int) -> None:
+        """Give the bar its total once it is known (``items`` are not shown)."""
+        del items
+        self._bar.reset(total=size)
+
     def __enter__(self) -> _Bar:
         return self
 
@@ -295,7 +306,8 @@ def _cmd_fsck(args: argparse.Namespace) -> None:
     bar = _Bar(args, "checking")
 
     def progress(done: int, size: int, total: int, total_size: int) -> None:
-        bar._bar.total = total_size
+        if bar.total != total_size:
+            bar.set_total(total, total_size)
         bar(done, size)
 
     with bar:
@@ -355,7 +367,7 @@ def _check_trees(args: argparse.Namespace) -> None:
 def _cmd_push(args: argparse.Namespace) -> None:
     store = _spec(args).open_remote()
     with _Bar(args, "pushing") as bar:
-        reports = store.push(_digest(args.digest), progress=bar)
+        reports = store.push(_digest(args.digest), progress=bar, total=bar.set_total)
     if args.json:
         _print_json(
             [
@@ -386,7 +398,7 @@ def _cmd_pull(args: argparse.Namespace) -> None:
         assert isinstance(subtree, CasDirectory)
         root = subtree.get_digest()
     with _Bar(args, "pulling") as bar:
-        layered.pull(root, tree_only=args.tree_only, progress=bar)
+        layered.pull(root, tree_only=args.tree_only, progress=bar, total=bar.set_total)
     if args.json:
         _print_json({"digest": str(root), "tree_only": args.tree_only})
     else:

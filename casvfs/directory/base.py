@@ -165,10 +165,11 @@ class Directory(TreePrimitives):
         source = self._as_source()
         # linked files take no space; as root (without hard_links) they may be copies
         links_free = can_link and (hard_links or os.geteuid() != 0)
-        _check_export_size(source, max_size=max_size, target=to_directory, can_link=links_free)
+        blobs = _check_export_size(source, max_size=max_size, target=to_directory, can_link=links_free)
         export_tree(
             source,
             to_directory,
+            blobs=blobs,
             link=can_link,
             hard_links=hard_links,
             special_modes=special_modes,
@@ -541,20 +542,22 @@ class Directory(TreePrimitives):
 
 def _check_export_size(
     source: SourceTree, *, max_size: int | None, target: str | None, can_link: bool
-) -> None:
+) -> list[Digest] | None:
     """Raise ``too-large`` if *source* is bigger than *max_size* or, for a CAS tree
-    exported to the host directory *target*, than the free space there."""
+    exported to the host directory *target*, than the free space there. For a CAS
+    tree, return its file blobs, found on the way (the export prefetches them)."""
     store, digest = source.store, source.digest
+    blobs: dict[Digest, None] = {}
     if store is None or digest is None:
         if max_size is None:
-            return  # a host tree shares no subtrees: it is no bigger than it looks
+            return None  # a host tree shares no subtrees: it is no bigger than it looks
         size = _host_size(source)
     else:
-        size = expanded_size(store, digest)
+        size = expanded_size(store, digest, files=blobs)
     if max_size is not None and size.bytes > max_size:
         raise _too_large(size, f"max_size={max_size} bytes")
     if target is None or store is None:
-        return
+        return list(blobs) if store is not None else None
     where = os.path.abspath(target)
     while not os.path.exists(where) and os.path.dirname(where) != where:
         where = os.path.dirname(where)
@@ -568,6 +571,7 @@ def _check_export_size(
     inodes = size.directories + size.symlinks + (0 if can_link else size.files)
     if fs.f_files and inodes > fs.f_favail:
         raise _too_large(size, f"the {fs.f_favail} inodes free on {where}")
+    return list(blobs)
 
 
 def _host_size(source: SourceTree) -> TreeSize:

@@ -8,8 +8,10 @@ implementations (and exports) share one set of rules, results and errors.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from casvfs.digest import Digest
 from casvfs.directory.hostfs import HostTree
 from casvfs.directory.primitives import ImportOptions, TreePrimitives
 from casvfs.directory.source import SourceTree
@@ -87,11 +89,13 @@ def export_tree(
     progress: Progress | None,
     hard_links: bool = False,
     special_modes: bool = False,
+    blobs: Iterable[Digest] | None = None,
 ) -> None:
     """Write *source* into the host directory *to_directory* (made if missing) with
     the merge rules of :meth:`Directory.import_files`. An invalid source tree is
-    refused before anything is written."""
-    source.prepare_export()
+    refused before anything is written. *blobs*, the file blobs of a CAS source if
+    already known, spare the walk that lists them."""
+    source.prepare_export(blobs)
     import_tree(
         HostTree(to_directory, create=True, special_modes=special_modes),
         source,

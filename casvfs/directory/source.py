@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from casvfs.digest import Digest
@@ -38,11 +39,13 @@ class SourceTree(abc.ABC):
         """The directory's own properties (mtime, mode), or None."""
 
     @abc.abstractmethod
-    def prepare_export(self) -> None:
+    def prepare_export(self, blobs: Iterable[Digest] | None = None) -> None:
         """Load and check every directory below, so that a tree holding an invalid
         ``Directory`` message is refused before anything is written, and have the
         store make the file blobs local (a store backed by remotes fetches the
-        missing ones in batches rather than one at a time as files are written)."""
+        missing ones in batches rather than one at a time as files are written).
+        *blobs*: the tree's file blobs, from a walk that already loaded and checked
+        every directory (then none is loaded again)."""
 
 
 class CasSource(SourceTree):
@@ -89,8 +92,10 @@ class CasSource(SourceTree):
         self._load()
         return self._own
 
-    def prepare_export(self) -> None:
-        self._store.fetch_missing(self._store.tree_blobs(self._digest, directories=False))
+    def prepare_export(self, blobs: Iterable[Digest] | None = None) -> None:
+        if blobs is None:
+            blobs = self._store.tree_blobs(self._digest, directories=False)
+        self._store.fetch_missing(blobs)
 
 
 @dataclass
@@ -141,8 +146,9 @@ class HostSource(SourceTree):
     def entries(self) -> list[Node]:
         return self.nodes
 
-    def prepare_export(self) -> None:
+    def prepare_export(self, blobs: Iterable[Digest] | None = None) -> None:
         """A host tree was listed with ``lstat`` when scanned: nothing to check or fetch."""
+        del blobs
 
     def child(self, name: str) -> SourceTree:
         return self.children[name]

@@ -204,13 +204,21 @@ class LayeredStore(ContentStore):
 
     # -- whole trees ----------------------------------------------------------------
 
-    def pull(self, root: Digest, *, tree_only: bool = False, progress: Progress | None = None) -> None:
+    def pull(
+        self,
+        root: Digest,
+        *,
+        tree_only: bool = False,
+        progress: Progress | None = None,
+        total: Progress | None = None,
+    ) -> None:
         """Make the tree *root* local: its ``Directory`` messages (with one
         ``GetTree`` from the first remote that has them) and, unless *tree_only*,
         every file blob, in batches. Any subtree digest works as *root*
         (a prefetch).
 
-        :param progress: called as ``progress(blobs, bytes)`` fetched so far."""
+        :param progress: called as ``progress(blobs, bytes)`` fetched so far.
+        :param total: called once as ``total(blobs, bytes)`` with what is to be fetched."""
         try:
             files = self.local.tree_blobs(root, directories=False)
         except StoreError as error:
@@ -223,13 +231,16 @@ class LayeredStore(ContentStore):
             files = self.local.tree_blobs(root, directories=False)
         if tree_only:
             return
-        if progress is None:
+        if progress is None and total is None:
             self.fetch_missing(files)
             return
         missing = self.local.find_missing(files)
+        if total is not None:
+            total(len(missing), sum(digest.size_bytes for digest in missing))
         for chunk, done in in_chunks(missing):
             self.fetch_missing(chunk)
-            progress(*done)
+            if progress is not None:
+                progress(*done)
 
     def _pull_directories(self, root: Digest) -> None:
         for client in self._reachable():
@@ -243,15 +254,19 @@ class LayeredStore(ContentStore):
         # from whichever remotes have each part
         walk_fetching(self, root)
 
-    def push(self, root: Digest, *, progress: Progress | None = None) -> list[PushReport]:
+    def push(
+        self, root: Digest, *, progress: Progress | None = None, total: Progress | None = None
+    ) -> list[PushReport]:
         """Upload the tree *root* to every remote marked ``push``: one
         ``FindMissingBlobs`` pass, then only the missing blobs, in batches.
         Blobs to send that are missing locally are fetched first.
 
-        :param progress: called as ``progress(blobs, bytes)`` sent so far (over
-            all the remotes)."""
+        :param progress: called as ``progress(blobs, bytes)`` sent so far (to each
+            remote in turn).
+        :param total: called as ``total(blobs, bytes)`` with what a remote lacks,
+            before sending it."""
         pushers = [client for client in self.remotes if client.spec.push]
         if not pushers:
             raise StoreError("no remote is configured with push: true", reason=REASON_NO_REMOTE)
         digests = self.tree_blobs(root, directories=True)
-        return [push_tree(client, self, digests, progress) for client in pushers]
+        return [push_tree(client, self, digests, progress, total) for client in pushers]

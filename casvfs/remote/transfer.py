@@ -49,13 +49,19 @@ def in_chunks(digests: list[Digest]) -> Iterator[tuple[list[Digest], tuple[int, 
 
 
 def push_tree(
-    client: CasClient, source: ContentStore, digests: list[Digest], progress: Progress | None = None
+    client: CasClient,
+    source: ContentStore,
+    digests: list[Digest],
+    progress: Progress | None = None,
+    total: Progress | None = None,
 ) -> PushReport:
     """Send *client* the blobs among *digests* it lacks, from *source* (which
     fetches any of those it lacks first, where it can); *progress* is called as
-    ``progress(blobs, bytes)`` sent so far."""
+    ``progress(blobs, bytes)`` sent so far, *total* once with what is to be sent."""
     started = time.monotonic()
     missing = client.find_missing(digests)
+    if total is not None:
+        total(len(missing), sum(digest.size_bytes for digest in missing))
     source.fetch_missing(missing)
     if progress is None:
         client.upload(missing, source)

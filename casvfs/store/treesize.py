@@ -57,8 +57,10 @@ class _Level:
         self.bytes += size.bytes
 
 
-def _load(store: ContentStore, digest: Digest) -> _Level:
+def _load(store: ContentStore, digest: Digest, files: dict[Digest, None] | None) -> _Level:
     message = store.get_directory(digest)
+    if files is not None:
+        files.update((Digest.from_proto(node.digest), None) for node in message.files)
     return _Level(
         digest,
         files=len(message.files),
@@ -70,7 +72,11 @@ def _load(store: ContentStore, digest: Digest) -> _Level:
 
 
 def expanded_size(
-    store: ContentStore, root: Digest, *, memo: dict[Digest, TreeSize] | None = None
+    store: ContentStore,
+    root: Digest,
+    *,
+    memo: dict[Digest, TreeSize] | None = None,
+    files: dict[Digest, None] | None = None,
 ) -> TreeSize:
     """The :class:`TreeSize` of the tree *root* in *store*, as a walk of every path
     would count it, without walking every path.
@@ -83,6 +89,8 @@ def expanded_size(
 
     :param memo: sizes already known, by ``Directory`` digest; filled with every
         directory counted, so that calls on overlapping trees share the work.
+    :param files: if given, filled with the digests of the file blobs of every
+        directory loaded (an export prefetches them without a second walk).
     :raises StoreError: ``blob-missing`` for a missing ``Directory``,
         ``invalid-directory`` for a malformed one or for a tree that contains
         itself (a store returning content other than the digest names).
@@ -90,7 +98,7 @@ def expanded_size(
     known: dict[Digest, TreeSize] = {} if memo is None else memo
     if root in known:
         return known[root]
-    stack = [_load(store, root)]
+    stack = [_load(store, root, files)]
     # Digests on the current path: meeting one again means a cycle, which content
     # addressing rules out but a store that does not verify what it reads could show.
     on_path = {root}
@@ -109,7 +117,7 @@ def expanded_size(
                     reason=REASON_INVALID_DIRECTORY,
                 )
             on_path.add(child)
-            stack.append(_load(store, child))
+            stack.append(_load(store, child, files))
             continue
         stack.pop()
         on_path.discard(level.digest)
