@@ -161,3 +161,27 @@ def test_a_corrupt_blob_is_eio_through_a_mount_and_quarantined(
             (mountpoint / name).read_bytes()
         assert failure.value.errno == errno.EIO
     assert not path.exists() and os.listdir(tmp_path / "store" / "quarantine")
+
+
+def test_a_writable_mount_answers_with_the_errnos_posix_names(tmp_path: Path, mountpoint: Path) -> None:
+    tree = _tree(tmp_path)
+    with mount(tree.store, tree.get_digest(), str(mountpoint), writable=True):
+        assert os.statvfs(mountpoint).f_namemax == 255
+        (mountpoint / ("n" * 255)).write_bytes(b"fits")
+        for make in (
+            lambda: (mountpoint / ("n" * 256)).write_bytes(b"too long"),
+            lambda: os.mkdir(mountpoint / ("d" * 256)),
+            lambda: os.rename(mountpoint / "small", mountpoint / ("r" * 256)),
+        ):
+            with pytest.raises(OSError) as failure:
+                make()
+            assert failure.value.errno == errno.ENAMETOOLONG
+        with pytest.raises(OSError) as failure:
+            os.truncate(mountpoint / "small", 1 << 62)
+        assert failure.value.errno == errno.EFBIG  # the host's answer, not EIO
+        fd = os.open(mountpoint / "small", os.O_RDONLY)
+        try:
+            os.unlink(mountpoint / "small")
+            assert os.fstat(fd).st_nlink == 0  # open but unlinked
+        finally:
+            os.close(fd)

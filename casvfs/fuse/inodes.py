@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from casvfs.timestamps import ARBITRARY_TIMESTAMP
 from casvfs.tree import FileType, Node, read_directory
 
 ROOT_INODE = 1
+NAME_MAX = 255
+"""The longest name, in bytes, the mount takes (what statfs reports)."""
 ARBITRARY_NS = ARBITRARY_TIMESTAMP * 1_000_000_000
 
 
@@ -228,6 +231,7 @@ class InodeTable:
     ) -> Inode:
         """Create a new entry in *parent* (which must not hold *name*)."""
         self._check_writable()
+        _check_name(name)
         children = self.directory(parent).children
         assert children is not None
         if name in children:
@@ -275,6 +279,7 @@ class InodeTable:
     ) -> Inode | None:
         """Move an entry, replacing what *new_name* held (returned) as rename(2) does."""
         self._check_writable()
+        _check_name(new_name)
         moving = self.lookup(parent, name)
         if moving is None:
             raise FsError(errno.ENOENT)
@@ -308,6 +313,12 @@ class InodeTable:
         self._dirty_parent(parent)
         self._dirty_parent(new_parent)
         return replaced
+
+
+def _check_name(name: str) -> None:
+    """ENAMETOOLONG for a name over :data:`NAME_MAX` bytes, as statfs promises."""
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise FsError(errno.ENAMETOOLONG)
 
 
 def _require_empty(directory: Inode) -> None:

@@ -24,7 +24,7 @@ from casvfs.digest import Digest
 from casvfs.errors import CasvfsError
 from casvfs.fuse.blobfiles import BlobFiles
 from casvfs.fuse.capture import get_digest as capture_digest
-from casvfs.fuse.inodes import ROOT_INODE, FsError, Inode, InodeTable
+from casvfs.fuse.inodes import NAME_MAX, ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.store.base import ContentStore
 from casvfs.timestamps import recorded_mtime_ns
 from casvfs.tree import FileType
@@ -44,7 +44,8 @@ Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
 
 def handler(method: Handler) -> Handler:
-    """Report :class:`FsError` as its errno and anything unexpected as EIO (logged)."""
+    """Report :class:`FsError` and host ``OSError`` as their errno and anything
+    unexpected as EIO (logged)."""
 
     @functools.wraps(method)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,6 +55,11 @@ def handler(method: Handler) -> Handler:
             raise
         except FsError as error:
             raise pyfuse3.FUSEError(error.errno) from None
+        except OSError as error:
+            # scratch-file I/O: the host's own answer (EFBIG for an absurd truncate,
+            # ENOSPC for a full disk) says more than EIO
+            log.debug("%s failed: %s", method.__name__, error)
+            raise pyfuse3.FUSEError(error.errno or errno.EIO) from None
         except CasvfsError as error:
             log.error("%s failed: %s (%s)", method.__name__, error, error.reason)
             raise pyfuse3.FUSEError(errno.EIO) from None
@@ -117,7 +123,7 @@ class CasOperations(pyfuse3.Operations):
         attrs.st_mode = mode
         # 1 for directories: "subdirectory count unknown", which keeps find from
         # skipping entries by the st_nlink - 2 leaf heuristic.
-        attrs.st_nlink = 1
+        attrs.st_nlink = 0 if inode.detached else 1
         attrs.st_size = inode.size if inode.kind is not FileType.DIRECTORY else 4096
         attrs.st_blksize = 4096
         attrs.st_blocks = (attrs.st_size + 511) // 512
@@ -157,6 +163,8 @@ class CasOperations(pyfuse3.Operations):
     async def lookup(
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
+        if len(name) > NAME_MAX:
+            raise FsError(errno.ENAMETOOLONG)
         await self._loaded(parent_inode)
         text = os.fsdecode(name)
         if text == ".":
@@ -217,7 +225,7 @@ class CasOperations(pyfuse3.Operations):
         data.f_bfree = data.f_bavail = (host.f_bavail * host.f_frsize // 4096) if self.writable else 0
         data.f_files = len(self.table.inodes)
         data.f_ffree = data.f_favail = host.f_favail if self.writable else 0
-        data.f_namemax = 255
+        data.f_namemax = NAME_MAX
         return data
 
     # -- extended attributes --------------------------------------------------------------
