@@ -118,13 +118,24 @@ class ContentStore(abc.ABC):
         data = serialize_message(message)
         return self.put_bytes(data)
 
-    def get_tree(self, root: Digest) -> Iterator[tuple[Digest, pb.Directory]]:
-        """Every ``Directory`` reachable from *root*, each once, breadth first."""
+    def get_tree(
+        self, root: Digest, *, unreadable: Callable[[Digest, StoreError], None] | None = None
+    ) -> Iterator[tuple[Digest, pb.Directory]]:
+        """Every ``Directory`` reachable from *root*, each once, breadth first.
+
+        :param unreadable: called with a ``Directory`` that cannot be read and the
+            error, instead of raising it; the walk goes on without what is below."""
         seen = {root}
         queue = deque([root])
         while queue:
             digest = queue.popleft()
-            message = self.get_directory(digest)
+            try:
+                message = self.get_directory(digest)
+            except StoreError as error:
+                if unreadable is None:
+                    raise
+                unreadable(digest, error)
+                continue
             yield digest, message
             for node in message.directories:
                 child = Digest.from_proto(node.digest)

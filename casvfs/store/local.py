@@ -163,15 +163,19 @@ class LocalStore(ContentStore):
                 raise self._corrupt(digest, f"content hashes to {actual}")
         return data
 
-    def _read_object(self, digest: Digest) -> bytes:
-        """The object file's bytes, read with as few calls as the kernel allows: one
-        more byte than the digest's size is asked for, so a grown file shows."""
+    def _object_fd(self, digest: Digest) -> int:
+        """A read-only descriptor of the object file; ``blob-missing`` if absent."""
         try:
-            fd = os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
+            return os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
         except OSError as error:
             raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+
+    def _read_object(self, digest: Digest) -> bytes:
+        """The object file's bytes, read with as few calls as the kernel allows: one
+        more byte than the digest's size is asked for, so a grown file shows."""
+        fd = self._object_fd(digest)
         chunks = []
         wanted = digest.size_bytes + 1
         got = 0
@@ -189,20 +193,25 @@ class LocalStore(ContentStore):
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _open_object(self, digest: Digest) -> io.BufferedReader:
-        try:
-            return open(self.object_path(digest), "rb")
-        except FileNotFoundError:
-            raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
-        except OSError as error:
-            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+        return open(self._object_fd(digest), "rb")
 
     def verify(self, digest: Digest) -> None:
         """Hash the object *digest*; quarantine it and raise ``blob-corrupt`` if it
         does not match, ``blob-missing`` if it is absent."""
-        with self._open_object(digest) as stream, os_errors(f"cannot read blob {digest}", kind=StoreError):
-            actual = digest_stream(stream)
+        os.close(self._verified_fd(digest))
+
+    def _verified_fd(self, digest: Digest) -> int:
+        """A descriptor of the object file once its content is hashed and matches."""
+        fd = self._object_fd(digest)
+        try:
+            actual = _digest_fd(fd)
+        except OSError as error:
+            os.close(fd)
+            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
         if actual != digest:
+            os.close(fd)
             raise self._corrupt(digest, f"content hashes to {actual}")
+        return fd
 
     def _corrupt(self, digest: Digest, detail: str) -> StoreError:
         """Move the corrupt object *digest* to quarantine; the error to raise."""
@@ -353,20 +362,12 @@ class LocalStore(ContentStore):
         return path
 
     def open_object(self, digest: Digest) -> int | None:
-        fd = None
         try:
-            fd = os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
-            actual = _digest_fd(fd) if self.verify_reads else digest
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            if fd is not None:
-                os.close(fd)
-            raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
-        if actual != digest:
-            os.close(fd)
-            raise self._corrupt(digest, f"content hashes to {actual}")
-        return fd
+            return self._verified_fd(digest) if self.verify_reads else self._object_fd(digest)
+        except StoreError as error:
+            if error.reason == REASON_BLOB_MISSING:
+                return None
+            raise
 
     def check_tree(self, root: Digest, *, progress: Callable[[int, int], None] | None = None) -> TreeCheck:
         """Check that the tree *root* is complete and intact here: every
@@ -377,21 +378,10 @@ class LocalStore(ContentStore):
         :param progress: called as ``progress(blobs_done, bytes_done)``."""
         check = TreeCheck()
         files: dict[Digest, None] = {}
-        seen = {root}
-        pending = [root]
-        while pending:
-            digest = pending.pop()
-            try:
-                message = self.get_directory(digest)
-            except StoreError as error:
-                self._record(check, digest, error)
-                continue
+        for _digest, message in self.get_tree(
+            root, unreadable=lambda digest, error: self._record(check, digest, error)
+        ):
             check.directories += 1
-            for node in message.directories:
-                child = Digest.from_proto(node.digest)
-                if child not in seen:
-                    seen.add(child)
-                    pending.append(child)
             files.update((Digest.from_proto(node.digest), None) for node in message.files)
         done = 0
         for digest in files:
@@ -456,14 +446,14 @@ class LocalStore(ContentStore):
             report.checked += 1
             try:
                 with open(path, "rb") as stream:
-                    actual = digest_stream(stream).hash
+                    hashed = digest_stream(stream)
+                actual = hashed.hash
+                done_bytes += hashed.size_bytes
             except FileNotFoundError:
                 continue  # quarantined by a reader meanwhile
             except OSError:
                 actual = ""
             if progress is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    done_bytes += os.stat(path).st_size
                 progress(report.checked, done_bytes, len(objects), total_bytes)
             if actual != expected:
                 report.corrupt.append(relative)
