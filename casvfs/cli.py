@@ -13,6 +13,7 @@ import os
 import sys
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from importlib import metadata
 from typing import Any, BinaryIO
 
@@ -265,14 +266,7 @@ def _cmd_du(args: argparse.Namespace) -> None:
     assert isinstance(tree, CasDirectory)
     size = expanded_size(tree.store, tree.get_digest())
     if args.json:
-        _print_json(
-            {
-                "files": size.files,
-                "directories": size.directories,
-                "symlinks": size.symlinks,
-                "bytes": size.bytes,
-            }
-        )
+        _print_json(asdict(size))
     else:
         counts = f"{size.files} files, {size.directories} directories, {size.symlinks} symlinks"
         print(f"{size.bytes} bytes in {counts}")
@@ -313,14 +307,7 @@ def _cmd_fsck(args: argparse.Namespace) -> None:
     with bar:
         report = _spec(args).open_local().fsck(repair=args.repair, progress=progress)
     if args.json:
-        _print_json(
-            {
-                "checked": report.checked,
-                "corrupt": report.corrupt,
-                "removed": report.removed,
-                "quarantined": report.quarantined,
-            }
-        )
+        _print_json(asdict(report))
     else:
         for path in report.corrupt:
             print(f"corrupt: {path}")
@@ -369,18 +356,7 @@ def _cmd_push(args: argparse.Namespace) -> None:
     with _Bar(args, "pushing") as bar:
         reports = store.push(_digest(args.digest), progress=bar, total=bar.set_total)
     if args.json:
-        _print_json(
-            [
-                {
-                    "remote": report.remote,
-                    "blobs": report.blobs,
-                    "missing": report.missing,
-                    "bytes_sent": report.bytes_sent,
-                    "seconds": report.seconds,
-                }
-                for report in reports
-            ]
-        )
+        _print_json([asdict(report) for report in reports])
         return
     for report in reports:
         print(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import casvfs.cli
-from casvfs import CasDirectory, LocalStore
+from casvfs import CasDirectory, Digest, LocalStore
 from casvfs.cli import build_parser, main
 from tests.trees import Exe, Link, build_host
 
@@ -152,22 +152,16 @@ def test_import_warns_about_special_files_and_excludes(
     code, out, err = run(capsys, "--store", store, "import", host, *excludes)
     assert code == 0
     assert err == "casvfs: warning: left out 1 special file(s) (FIFOs, sockets, devices): pipe\n"
-    assert list(CasDirectory(LocalStore(store), _parse(out))) == ["keep"]
+    assert list(CasDirectory(LocalStore(store), Digest.parse(out))) == ["keep"]
     assert run(capsys, "-q", "--store", store, "import", host)[2] == ""
-
-
-def _parse(text: str):  # type: ignore[no-untyped-def]
-    from casvfs import Digest
-
-    return Digest.parse(text.strip())
 
 
 def test_a_missing_blob_without_remotes_says_how_to_reach_one(
     imported: tuple[str, str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     store, digest, _ = imported
-    tree = CasDirectory(LocalStore(store), _parse(digest))
-    os.unlink(LocalStore(store).object_path(_parse(f"{tree.file_digest('a')}/5")))
+    tree = CasDirectory(LocalStore(store), Digest.parse(digest))
+    os.unlink(LocalStore(store).object_path(Digest(tree.file_digest("a"), 5)))
     code, _, err = run(capsys, "--store", store, "cat", digest, "a")
     assert code == 1 and err.count("\n") == 1 and "--remote URL" in err
 

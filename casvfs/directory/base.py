@@ -138,10 +138,10 @@ class Directory(TreePrimitives):
         is written (*to_directory* is not even created) it is sized once per
         distinct directory (:func:`~casvfs.store.expanded_size`) and refused with
         ``too-large`` if its files add up to more bytes than *max_size* or than
-        the target's file system has free (with *can_link*, linked or cloned files
-        take no space, so only *max_size* applies to bytes), or if it holds more entries
-        than that file system has inodes free. A host tree is sized only when
-        *max_size* is given.
+        the target's file system has free (hard-linked files take no space, so
+        with *can_link*, unless root without *hard_links* gets copies, only
+        *max_size* applies to bytes), or if it holds more entries than that file
+        system has inodes free. A host tree is sized only when *max_size* is given.
 
         :param can_link: take files from the store's object files instead of
             copying them: a copy-on-write clone where the file system can, else a
@@ -288,13 +288,7 @@ class Directory(TreePrimitives):
         A path that cannot be resolved (through a file, a missing directory or a
         symlink loop) does not exist, as with :func:`os.path.exists`.
         """
-        try:
-            return self._resolve(path, follow_symlinks=follow_symlinks).node is not None
-        except DirectoryError as error:
-            # a path that resolves to nothing, as os.path.exists sees it
-            if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY, REASON_SYMLINK_LOOP):
-                return False
-            raise
+        return self._node_if_any(path, follow_symlinks) is not None
 
     def stat(self, path: str, *, follow_symlinks: bool = False) -> FileStat:
         """The :class:`FileStat` of the entry at *path*."""
@@ -302,14 +296,19 @@ class Directory(TreePrimitives):
         assert node is not None
         return file_stat(node)
 
-    def _is_type(self, path: str, kind: FileType, follow_symlinks: bool) -> bool:
+    def _node_if_any(self, path: str, follow_symlinks: bool) -> Node | None:
+        """The node at *path*, or None where the path resolves to nothing (through
+        a file, a missing directory or a symlink loop), as :func:`os.path.exists`
+        sees it."""
         try:
-            node = self._resolve(path, follow_symlinks=follow_symlinks).node
+            return self._resolve(path, follow_symlinks=follow_symlinks).node
         except DirectoryError as error:
-            # a path that resolves to nothing, as os.path.exists sees it
             if error.reason in (REASON_NOT_FOUND, REASON_NOT_A_DIRECTORY, REASON_SYMLINK_LOOP):
-                return False
+                return None
             raise
+
+    def _is_type(self, path: str, kind: FileType, follow_symlinks: bool) -> bool:
+        node = self._node_if_any(path, follow_symlinks)
         return node is not None and node.type is kind
 
     def isfile(self, path: str, *, follow_symlinks: bool = False) -> bool:
@@ -547,17 +546,16 @@ def _check_export_size(
     exported to the host directory *target*, than the free space there. For a CAS
     tree, return its file blobs, found on the way (the export prefetches them)."""
     store, digest = source.store, source.digest
-    blobs: dict[Digest, None] = {}
     if store is None or digest is None:
-        if max_size is None:
-            return None  # a host tree shares no subtrees: it is no bigger than it looks
-        size = _host_size(source)
-    else:
-        size = expanded_size(store, digest, files=blobs)
-    if max_size is not None and size.bytes > max_size:
-        raise _too_large(size, f"max_size={max_size} bytes")
-    if target is None or store is None:
-        return list(blobs) if store is not None else None
+        if max_size is not None:
+            # a host tree shares no subtrees: it is no bigger than it looks
+            _refuse_over(_host_size(source), max_size)
+        return None
+    blobs: dict[Digest, None] = {}
+    size = expanded_size(store, digest, files=blobs)
+    _refuse_over(size, max_size)
+    if target is None:
+        return list(blobs)
     where = os.path.abspath(target)
     while not os.path.exists(where) and os.path.dirname(where) != where:
         where = os.path.dirname(where)
@@ -572,6 +570,11 @@ def _check_export_size(
     if fs.f_files and inodes > fs.f_favail:
         raise _too_large(size, f"the {fs.f_favail} inodes free on {where}")
     return list(blobs)
+
+
+def _refuse_over(size: TreeSize, max_size: int | None) -> None:
+    if max_size is not None and size.bytes > max_size:
+        raise _too_large(size, f"max_size={max_size} bytes")
 
 
 def _host_size(source: SourceTree) -> TreeSize:
