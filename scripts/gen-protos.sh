@@ -12,4 +12,5 @@ py=.tools/protoc/bin/python
 include=$("$py" -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
 mkdir -p "$out"
 "$py" -m grpc_tools.protoc -I. -I"$include" --python_out="$out" --pyi_out="$out" \
-    casvfs/protos/remote_execution.proto casvfs/protos/status.proto casvfs/protos/bytestream.proto
+    casvfs/protos/semver.proto casvfs/protos/status.proto casvfs/protos/error_details.proto \
+    casvfs/protos/remote_execution.proto casvfs/protos/remote_asset.proto casvfs/protos/bytestream.proto

@@ -19,7 +19,7 @@ from peers.casd import REPO, SETUP_HINT, peers_python
 
 GENERATED = [
     f"casvfs/protos/{name}_pb2.{suffix}"
-    for name in ("remote_execution", "status", "bytestream")
+    for name in ("remote_execution", "remote_asset", "semver", "status", "error_details", "bytestream")
     for suffix in ("py", "pyi")
 ]
 
@@ -91,7 +91,10 @@ import json, sys
 from google.protobuf.json_format import MessageToDict
 from buildstream._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as reapi
 from buildstream._protos.google.bytestream import bytestream_pb2 as bytestream
-modules = {"reapi": reapi, "bytestream": bytestream}
+from buildstream._protos.build.bazel.remote.asset.v1 import remote_asset_pb2 as asset
+from buildstream._protos.build.bazel.semver import semver_pb2 as semver
+from buildstream._protos.google.rpc import status_pb2 as status
+modules = {"reapi": reapi, "bytestream": bytestream, "asset": asset, "semver": semver, "status": status}
 answers = []
 for module, name, data in json.loads(sys.stdin.read()):
     message = modules[module]
@@ -101,6 +104,80 @@ for module, name, data in json.loads(sys.stdin.read()):
     answers.append(MessageToDict(parsed, preserving_proto_field_name=True))
 print(json.dumps(answers))
 """
+
+
+def _asset_messages() -> list[tuple[str, Message]]:
+    from google.protobuf.duration_pb2 import Duration
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from casvfs.protos import remote_asset_pb2 as ra
+    from casvfs.protos import semver_pb2, status_pb2
+
+    digest = pb.Digest(hash="cd" * 32, size_bytes=3)
+    when = Timestamp(seconds=1_700_000_000, nanos=5)
+    qualifiers = [ra.Qualifier(name="vcs.branch", value="main"), ra.Qualifier(name="checksum.sri", value="x")]
+    common = {"instance_name": "i", "uris": ["urn:a", "https://b"], "qualifiers": qualifiers}
+    pushed = {
+        **common,
+        "expire_at": when,
+        "references_blobs": [digest],
+        "references_directories": [digest, digest],
+        "digest_function": 1,
+    }
+    fetch = {**common, "timeout": Duration(seconds=9), "oldest_content_accepted": when, "digest_function": 1}
+    answer = {
+        "status": status_pb2.Status(code=5, message="gone"),
+        "uri": "urn:a",
+        "qualifiers": qualifiers,
+        "expires_at": when,
+        "digest_function": 1,
+    }
+    action = pb.Action(
+        command_digest=digest, input_root_digest=digest, timeout=Duration(seconds=3), do_not_cache=True
+    )
+    action.platform.properties.add(name="OSFamily", value="linux")
+    command = pb.Command(arguments=["sh", "-c", "x"], output_paths=["out"], working_directory="w")
+    command.environment_variables.add(name="PATH", value="/bin")
+    result = pb.ActionResult(exit_code=3, stdout_raw=b"o", stdout_digest=digest, stderr_digest=digest)
+    result.output_files.add(path="a", digest=digest, is_executable=True)
+    result.output_directories.add(path="d", tree_digest=digest, is_topologically_sorted=True)
+    result.output_symlinks.add(path="l", target="a")
+    result.execution_metadata.worker = "w"
+    result.execution_metadata.worker_start_timestamp.CopyFrom(when)
+    return [
+        ("asset", ra.FetchBlobRequest(**fetch)),
+        ("asset", ra.FetchDirectoryRequest(**fetch)),
+        ("asset", ra.FetchBlobResponse(**answer, blob_digest=digest)),
+        ("asset", ra.FetchDirectoryResponse(**answer, root_directory_digest=digest)),
+        ("asset", ra.PushBlobRequest(**pushed, blob_digest=digest)),
+        ("asset", ra.PushDirectoryRequest(**pushed, root_directory_digest=digest)),
+        ("reapi", action),
+        ("reapi", command),
+        ("reapi", result),
+        ("reapi", pb.GetActionResultRequest(instance_name="i", action_digest=digest, inline_stdout=True)),
+        (
+            "reapi",
+            pb.UpdateActionResultRequest(
+                instance_name="i",
+                action_digest=digest,
+                action_result=result,
+                results_cache_policy=pb.ResultsCachePolicy(priority=2),
+            ),
+        ),
+        (
+            "reapi",
+            pb.ServerCapabilities(
+                cache_capabilities=pb.CacheCapabilities(
+                    action_cache_update_capabilities=pb.ActionCacheUpdateCapabilities(update_enabled=True),
+                    symlink_absolute_path_strategy=1,
+                ),
+                execution_capabilities=pb.ExecutionCapabilities(digest_function=1, exec_enabled=True),
+                low_api_version=semver_pb2.SemVer(major=2),
+                high_api_version=semver_pb2.SemVer(major=2, minor=3),
+            ),
+        ),
+        ("semver", semver_pb2.SemVer(major=1, minor=2, patch=3, prerelease="rc1")),
+    ]
 
 
 def _service_messages() -> list[tuple[str, Message]]:
@@ -171,7 +248,40 @@ def _service_messages() -> list[tuple[str, Message]]:
         ("bytestream", bs.WriteResponse(committed_size=11)),
         ("bytestream", bs.QueryWriteStatusRequest(resource_name="r")),
         ("bytestream", bs.QueryWriteStatusResponse(committed_size=2, complete=True)),
+        *_asset_messages(),
     ]
+
+
+BAD_REQUEST_SIDE = r"""
+import json, sys
+from buildgrid._protos.google.rpc import error_details_pb2, status_pb2
+status = status_pb2.Status.FromString(bytes.fromhex(sys.argv[1]))
+detail = error_details_pb2.BadRequest()
+assert status.details[0].Unpack(detail), status.details[0].type_url
+print(json.dumps([status.code, [[v.field, v.description] for v in detail.field_violations]]))
+"""
+
+
+def test_bad_request_details_unpack_in_buildgrids_modules() -> None:
+    """The BadRequest detail unpacks as google.rpc.BadRequest in a module of the
+    real googleapis package (BuildGrid's copy): type URL and fields match."""
+    from casvfs.protos import details, status_pb2
+    from peers.buildgrid import SETUP_HINT as BUILDGRID_HINT
+    from peers.buildgrid import buildgrid_python
+
+    python = buildgrid_python()
+    if python is None:
+        pytest.fail(f"BuildGrid's venv is missing: {BUILDGRID_HINT}")
+    violations = [("qualifiers.name", '"x" not supported'), ("qualifiers.name", '"y" not supported')]
+    status = status_pb2.Status(code=3, message="bad", details=[details.bad_request(violations)])
+    done = subprocess.run(
+        [str(python), "-c", BAD_REQUEST_SIDE, status.SerializeToString().hex()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout) == [3, [list(pair) for pair in violations]]
+    assert details.field_violations(status) == violations
 
 
 def _name_in_package(message: Message) -> str:

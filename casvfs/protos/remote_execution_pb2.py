@@ -12,68 +12,107 @@ from google.protobuf.internal import builder as _builder
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import wrappers_pb2 as google_dot_protobuf_dot_wrappers__pb2
 from casvfs.protos import status_pb2 as casvfs_dot_protos_dot_status__pb2
+from casvfs.protos import semver_pb2 as casvfs_dot_protos_dot_semver__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$casvfs/protos/remote_execution.proto\x12\x0f\x63\x61svfs.reapi.v2\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x1a\x63\x61svfs/protos/status.proto\"*\n\x06\x44igest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"+\n\x0cNodeProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9f\x01\n\x0eNodeProperties\x12\x31\n\nproperties\x18\x01 \x03(\x0b\x32\x1d.casvfs.reapi.v2.NodeProperty\x12)\n\x05mtime\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tunix_mode\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\"\x9e\x01\n\x08\x46ileNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x38\n\x0fnode_properties\x18\x06 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06\"F\n\rDirectoryNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\"k\n\x0bSymlinkNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x38\n\x0fnode_properties\x18\x04 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04\"\xda\x01\n\tDirectory\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.casvfs.reapi.v2.FileNode\x12\x33\n\x0b\x64irectories\x18\x02 \x03(\x0b\x32\x1e.casvfs.reapi.v2.DirectoryNode\x12.\n\x08symlinks\x18\x03 \x03(\x0b\x32\x1c.casvfs.reapi.v2.SymlinkNode\x12\x38\n\x0fnode_properties\x18\x05 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x04\x10\x05\"^\n\x04Tree\x12(\n\x04root\x18\x01 \x01(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12,\n\x08\x63hildren\x18\x02 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directory\"\x8f\x01\n\x0e\x44igestFunction\"}\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06SHA256\x10\x01\x12\x08\n\x04SHA1\x10\x02\x12\x07\n\x03MD5\x10\x03\x12\x07\n\x03VSO\x10\x04\x12\n\n\x06SHA384\x10\x05\x12\n\n\x06SHA512\x10\x06\x12\x0b\n\x07MURMUR3\x10\x07\x12\x0e\n\nSHA256TREE\x10\x08\x12\n\n\x06\x42LAKE3\x10\t\"F\n\nCompressor\"8\n\x05Value\x12\x0c\n\x08IDENTITY\x10\x00\x12\x08\n\x04ZSTD\x10\x01\x12\x0b\n\x07\x44\x45\x46LATE\x10\x02\x12\n\n\x06\x42ROTLI\x10\x03\"\x9f\x01\n\x17\x46indMissingBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12-\n\x0c\x62lob_digests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12>\n\x0f\x64igest_function\x18\x03 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"Q\n\x18\x46indMissingBlobsResponse\x12\x35\n\x14missing_blob_digests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\"\xad\x02\n\x17\x42\x61tchUpdateBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12\x42\n\x08requests\x18\x02 \x03(\x0b\x32\x30.casvfs.reapi.v2.BatchUpdateBlobsRequest.Request\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x1aw\n\x07Request\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x35\n\ncompressor\x18\x03 \x01(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xba\x01\n\x18\x42\x61tchUpdateBlobsResponse\x12\x45\n\tresponses\x18\x01 \x03(\x0b\x32\x32.casvfs.reapi.v2.BatchUpdateBlobsResponse.Response\x1aW\n\x08Response\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.casvfs.rpc.Status\"\xdb\x01\n\x15\x42\x61tchReadBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12(\n\x07\x64igests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x41\n\x16\x61\x63\x63\x65ptable_compressors\x18\x03 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\x12>\n\x0f\x64igest_function\x18\x04 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"\xfc\x01\n\x16\x42\x61tchReadBlobsResponse\x12\x43\n\tresponses\x18\x01 \x03(\x0b\x32\x30.casvfs.reapi.v2.BatchReadBlobsResponse.Response\x1a\x9c\x01\n\x08Response\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.casvfs.rpc.Status\x12\x35\n\ncompressor\x18\x04 \x01(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xbc\x01\n\x0eGetTreeRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12,\n\x0broot_digest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"[\n\x0fGetTreeResponse\x12/\n\x0b\x64irectories\x18\x01 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16GetCapabilitiesRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\"T\n\x12ServerCapabilities\x12>\n\x12\x63\x61\x63he_capabilities\x18\x01 \x01(\x0b\x32\".casvfs.reapi.v2.CacheCapabilities\"\x89\x02\n\x11\x43\x61\x63heCapabilities\x12?\n\x10\x64igest_functions\x18\x01 \x03(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x12\"\n\x1amax_batch_total_size_bytes\x18\x04 \x01(\x03\x12@\n\x15supported_compressors\x18\x06 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\x12M\n\"supported_batch_update_compressors\x18\x07 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Valueb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$casvfs/protos/remote_execution.proto\x12\x0f\x63\x61svfs.reapi.v2\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/wrappers.proto\x1a\x1a\x63\x61svfs/protos/status.proto\x1a\x1a\x63\x61svfs/protos/semver.proto\"*\n\x06\x44igest\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"+\n\x0cNodeProperty\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9f\x01\n\x0eNodeProperties\x12\x31\n\nproperties\x18\x01 \x03(\x0b\x32\x1d.casvfs.reapi.v2.NodeProperty\x12)\n\x05mtime\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tunix_mode\x18\x03 \x01(\x0b\x32\x1c.google.protobuf.UInt32Value\"\x9e\x01\n\x08\x46ileNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x38\n\x0fnode_properties\x18\x06 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04J\x04\x08\x05\x10\x06\"F\n\rDirectoryNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\"k\n\x0bSymlinkNode\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x38\n\x0fnode_properties\x18\x04 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04\"\xda\x01\n\tDirectory\x12(\n\x05\x66iles\x18\x01 \x03(\x0b\x32\x19.casvfs.reapi.v2.FileNode\x12\x33\n\x0b\x64irectories\x18\x02 \x03(\x0b\x32\x1e.casvfs.reapi.v2.DirectoryNode\x12.\n\x08symlinks\x18\x03 \x03(\x0b\x32\x1c.casvfs.reapi.v2.SymlinkNode\x12\x38\n\x0fnode_properties\x18\x05 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x04\x10\x05\"^\n\x04Tree\x12(\n\x04root\x18\x01 \x01(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12,\n\x08\x63hildren\x18\x02 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directory\"\x8f\x01\n\x0e\x44igestFunction\"}\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\n\n\x06SHA256\x10\x01\x12\x08\n\x04SHA1\x10\x02\x12\x07\n\x03MD5\x10\x03\x12\x07\n\x03VSO\x10\x04\x12\n\n\x06SHA384\x10\x05\x12\n\n\x06SHA512\x10\x06\x12\x0b\n\x07MURMUR3\x10\x07\x12\x0e\n\nSHA256TREE\x10\x08\x12\n\n\x06\x42LAKE3\x10\t\"F\n\nCompressor\"8\n\x05Value\x12\x0c\n\x08IDENTITY\x10\x00\x12\x08\n\x04ZSTD\x10\x01\x12\x0b\n\x07\x44\x45\x46LATE\x10\x02\x12\n\n\x06\x42ROTLI\x10\x03\"\x9f\x01\n\x17\x46indMissingBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12-\n\x0c\x62lob_digests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12>\n\x0f\x64igest_function\x18\x03 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"Q\n\x18\x46indMissingBlobsResponse\x12\x35\n\x14missing_blob_digests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\"\xad\x02\n\x17\x42\x61tchUpdateBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12\x42\n\x08requests\x18\x02 \x03(\x0b\x32\x30.casvfs.reapi.v2.BatchUpdateBlobsRequest.Request\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x1aw\n\x07Request\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x35\n\ncompressor\x18\x03 \x01(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xba\x01\n\x18\x42\x61tchUpdateBlobsResponse\x12\x45\n\tresponses\x18\x01 \x03(\x0b\x32\x32.casvfs.reapi.v2.BatchUpdateBlobsResponse.Response\x1aW\n\x08Response\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\"\n\x06status\x18\x02 \x01(\x0b\x32\x12.casvfs.rpc.Status\"\xdb\x01\n\x15\x42\x61tchReadBlobsRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12(\n\x07\x64igests\x18\x02 \x03(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x41\n\x16\x61\x63\x63\x65ptable_compressors\x18\x03 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\x12>\n\x0f\x64igest_function\x18\x04 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"\xfc\x01\n\x16\x42\x61tchReadBlobsResponse\x12\x43\n\tresponses\x18\x01 \x03(\x0b\x32\x30.casvfs.reapi.v2.BatchReadBlobsResponse.Response\x1a\x9c\x01\n\x08Response\x12\'\n\x06\x64igest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.casvfs.rpc.Status\x12\x35\n\ncompressor\x18\x04 \x01(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xbc\x01\n\x0eGetTreeRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12,\n\x0broot_digest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"[\n\x0fGetTreeResponse\x12/\n\x0b\x64irectories\x18\x01 \x03(\x0b\x32\x1a.casvfs.reapi.v2.Directory\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x16GetCapabilitiesRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\"\xb4\x02\n\x12ServerCapabilities\x12>\n\x12\x63\x61\x63he_capabilities\x18\x01 \x01(\x0b\x32\".casvfs.reapi.v2.CacheCapabilities\x12\x46\n\x16\x65xecution_capabilities\x18\x02 \x01(\x0b\x32&.casvfs.reapi.v2.ExecutionCapabilities\x12\x35\n\x16\x64\x65precated_api_version\x18\x03 \x01(\x0b\x32\x15.casvfs.semver.SemVer\x12.\n\x0flow_api_version\x18\x04 \x01(\x0b\x32\x15.casvfs.semver.SemVer\x12/\n\x10high_api_version\x18\x05 \x01(\x0b\x32\x15.casvfs.semver.SemVer\"7\n\x1d\x41\x63tionCacheUpdateCapabilities\x12\x16\n\x0eupdate_enabled\x18\x01 \x01(\x08\"P\n\x1bSymlinkAbsolutePathStrategy\"1\n\x05Value\x12\x0b\n\x07UNKNOWN\x10\x00\x12\x0e\n\nDISALLOWED\x10\x01\x12\x0b\n\x07\x41LLOWED\x10\x02\"\xbf\x03\n\x11\x43\x61\x63heCapabilities\x12?\n\x10\x64igest_functions\x18\x01 \x03(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x12X\n action_cache_update_capabilities\x18\x02 \x01(\x0b\x32..casvfs.reapi.v2.ActionCacheUpdateCapabilities\x12\"\n\x1amax_batch_total_size_bytes\x18\x04 \x01(\x03\x12Z\n\x1esymlink_absolute_path_strategy\x18\x05 \x01(\x0e\x32\x32.casvfs.reapi.v2.SymlinkAbsolutePathStrategy.Value\x12@\n\x15supported_compressors\x18\x06 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\x12M\n\"supported_batch_update_compressors\x18\x07 \x03(\x0e\x32!.casvfs.reapi.v2.Compressor.Value\"\xd1\x01\n\x15\x45xecutionCapabilities\x12>\n\x0f\x64igest_function\x18\x01 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\x12\x14\n\x0c\x65xec_enabled\x18\x02 \x01(\x08\x12!\n\x19supported_node_properties\x18\x04 \x03(\t\x12?\n\x10\x64igest_functions\x18\x05 \x03(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"k\n\x08Platform\x12\x36\n\nproperties\x18\x01 \x03(\x0b\x32\".casvfs.reapi.v2.Platform.Property\x1a\'\n\x08Property\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xf6\x01\n\x06\x41\x63tion\x12/\n\x0e\x63ommand_digest\x18\x01 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x32\n\x11input_root_digest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12*\n\x07timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x14\n\x0c\x64o_not_cache\x18\x07 \x01(\x08\x12\x0c\n\x04salt\x18\t \x01(\x0c\x12+\n\x08platform\x18\n \x01(\x0b\x32\x19.casvfs.reapi.v2.PlatformJ\x04\x08\x03\x10\x06J\x04\x08\x08\x10\t\"\xf2\x03\n\x07\x43ommand\x12\x11\n\targuments\x18\x01 \x03(\t\x12K\n\x15\x65nvironment_variables\x18\x02 \x03(\x0b\x32,.casvfs.reapi.v2.Command.EnvironmentVariable\x12\x14\n\x0coutput_files\x18\x03 \x03(\t\x12\x1a\n\x12output_directories\x18\x04 \x03(\t\x12+\n\x08platform\x18\x05 \x01(\x0b\x32\x19.casvfs.reapi.v2.Platform\x12\x19\n\x11working_directory\x18\x06 \x01(\t\x12\x14\n\x0coutput_paths\x18\x07 \x03(\t\x12\x1e\n\x16output_node_properties\x18\x08 \x03(\t\x12O\n\x17output_directory_format\x18\t \x01(\x0e\x32..casvfs.reapi.v2.Command.OutputDirectoryFormat\x1a\x32\n\x13\x45nvironmentVariable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"R\n\x15OutputDirectoryFormat\x12\r\n\tTREE_ONLY\x10\x00\x12\x12\n\x0e\x44IRECTORY_ONLY\x10\x01\x12\x16\n\x12TREE_AND_DIRECTORY\x10\x02\"\xdd\x05\n\x16\x45xecutedActionMetadata\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x34\n\x10queued_timestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16worker_start_timestamp\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12>\n\x1aworker_completed_timestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12?\n\x1binput_fetch_start_timestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x43\n\x1finput_fetch_completed_timestamp\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x19\x65xecution_start_timestamp\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x1d\x65xecution_completed_timestamp\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x1doutput_upload_start_timestamp\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x45\n!output_upload_completed_timestamp\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x12\x61uxiliary_metadata\x18\x0b \x03(\x0b\x32\x14.google.protobuf.Any\x12=\n\x1avirtual_execution_duration\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration\"\xb2\x01\n\nOutputFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\'\n\x06\x64igest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x15\n\ris_executable\x18\x04 \x01(\x08\x12\x10\n\x08\x63ontents\x18\x05 \x01(\x0c\x12\x38\n\x0fnode_properties\x18\x07 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04J\x04\x08\x06\x10\x07\"m\n\rOutputSymlink\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x38\n\x0fnode_properties\x18\x04 \x01(\x0b\x32\x1f.casvfs.reapi.v2.NodePropertiesJ\x04\x08\x03\x10\x04\"\xac\x01\n\x0fOutputDirectory\x12\x0c\n\x04path\x18\x01 \x01(\t\x12,\n\x0btree_digest\x18\x03 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x1f\n\x17is_topologically_sorted\x18\x04 \x01(\x08\x12\x36\n\x15root_directory_digest\x18\x05 \x01(\x0b\x32\x17.casvfs.reapi.v2.DigestJ\x04\x08\x02\x10\x03\"\x9f\x04\n\x0c\x41\x63tionResult\x12\x31\n\x0coutput_files\x18\x02 \x03(\x0b\x32\x1b.casvfs.reapi.v2.OutputFile\x12<\n\x12output_directories\x18\x03 \x03(\x0b\x32 .casvfs.reapi.v2.OutputDirectory\x12\x11\n\texit_code\x18\x04 \x01(\x05\x12\x12\n\nstdout_raw\x18\x05 \x01(\x0c\x12.\n\rstdout_digest\x18\x06 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x12\n\nstderr_raw\x18\x07 \x01(\x0c\x12.\n\rstderr_digest\x18\x08 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x43\n\x12\x65xecution_metadata\x18\t \x01(\x0b\x32\'.casvfs.reapi.v2.ExecutedActionMetadata\x12<\n\x14output_file_symlinks\x18\n \x03(\x0b\x32\x1e.casvfs.reapi.v2.OutputSymlink\x12\x41\n\x19output_directory_symlinks\x18\x0b \x03(\x0b\x32\x1e.casvfs.reapi.v2.OutputSymlink\x12\x37\n\x0foutput_symlinks\x18\x0c \x03(\x0b\x32\x1e.casvfs.reapi.v2.OutputSymlinkJ\x04\x08\x01\x10\x02\"&\n\x12ResultsCachePolicy\x12\x10\n\x08priority\x18\x01 \x01(\x05\"\xea\x01\n\x16GetActionResultRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12.\n\raction_digest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x15\n\rinline_stdout\x18\x03 \x01(\x08\x12\x15\n\rinline_stderr\x18\x04 \x01(\x08\x12\x1b\n\x13inline_output_files\x18\x05 \x03(\t\x12>\n\x0f\x64igest_function\x18\x06 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Value\"\x9b\x02\n\x19UpdateActionResultRequest\x12\x15\n\rinstance_name\x18\x01 \x01(\t\x12.\n\raction_digest\x18\x02 \x01(\x0b\x32\x17.casvfs.reapi.v2.Digest\x12\x34\n\raction_result\x18\x03 \x01(\x0b\x32\x1d.casvfs.reapi.v2.ActionResult\x12\x41\n\x14results_cache_policy\x18\x04 \x01(\x0b\x32#.casvfs.reapi.v2.ResultsCachePolicy\x12>\n\x0f\x64igest_function\x18\x05 \x01(\x0e\x32%.casvfs.reapi.v2.DigestFunction.Valueb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'casvfs.protos.remote_execution_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_DIGEST']._serialized_start=150
-  _globals['_DIGEST']._serialized_end=192
-  _globals['_NODEPROPERTY']._serialized_start=194
-  _globals['_NODEPROPERTY']._serialized_end=237
-  _globals['_NODEPROPERTIES']._serialized_start=240
-  _globals['_NODEPROPERTIES']._serialized_end=399
-  _globals['_FILENODE']._serialized_start=402
-  _globals['_FILENODE']._serialized_end=560
-  _globals['_DIRECTORYNODE']._serialized_start=562
-  _globals['_DIRECTORYNODE']._serialized_end=632
-  _globals['_SYMLINKNODE']._serialized_start=634
-  _globals['_SYMLINKNODE']._serialized_end=741
-  _globals['_DIRECTORY']._serialized_start=744
-  _globals['_DIRECTORY']._serialized_end=962
-  _globals['_TREE']._serialized_start=964
-  _globals['_TREE']._serialized_end=1058
-  _globals['_DIGESTFUNCTION']._serialized_start=1061
-  _globals['_DIGESTFUNCTION']._serialized_end=1204
-  _globals['_DIGESTFUNCTION_VALUE']._serialized_start=1079
-  _globals['_DIGESTFUNCTION_VALUE']._serialized_end=1204
-  _globals['_COMPRESSOR']._serialized_start=1206
-  _globals['_COMPRESSOR']._serialized_end=1276
-  _globals['_COMPRESSOR_VALUE']._serialized_start=1220
-  _globals['_COMPRESSOR_VALUE']._serialized_end=1276
-  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_start=1279
-  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_end=1438
-  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_start=1440
-  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_end=1521
-  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_start=1524
-  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_end=1825
-  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_start=1706
-  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_end=1825
-  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_start=1828
-  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_end=2014
-  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_start=1927
-  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_end=2014
-  _globals['_BATCHREADBLOBSREQUEST']._serialized_start=2017
-  _globals['_BATCHREADBLOBSREQUEST']._serialized_end=2236
-  _globals['_BATCHREADBLOBSRESPONSE']._serialized_start=2239
-  _globals['_BATCHREADBLOBSRESPONSE']._serialized_end=2491
-  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_start=2335
-  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_end=2491
-  _globals['_GETTREEREQUEST']._serialized_start=2494
-  _globals['_GETTREEREQUEST']._serialized_end=2682
-  _globals['_GETTREERESPONSE']._serialized_start=2684
-  _globals['_GETTREERESPONSE']._serialized_end=2775
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=2777
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=2824
-  _globals['_SERVERCAPABILITIES']._serialized_start=2826
-  _globals['_SERVERCAPABILITIES']._serialized_end=2910
-  _globals['_CACHECAPABILITIES']._serialized_start=2913
-  _globals['_CACHECAPABILITIES']._serialized_end=3178
+  _globals['_DIGEST']._serialized_start=237
+  _globals['_DIGEST']._serialized_end=279
+  _globals['_NODEPROPERTY']._serialized_start=281
+  _globals['_NODEPROPERTY']._serialized_end=324
+  _globals['_NODEPROPERTIES']._serialized_start=327
+  _globals['_NODEPROPERTIES']._serialized_end=486
+  _globals['_FILENODE']._serialized_start=489
+  _globals['_FILENODE']._serialized_end=647
+  _globals['_DIRECTORYNODE']._serialized_start=649
+  _globals['_DIRECTORYNODE']._serialized_end=719
+  _globals['_SYMLINKNODE']._serialized_start=721
+  _globals['_SYMLINKNODE']._serialized_end=828
+  _globals['_DIRECTORY']._serialized_start=831
+  _globals['_DIRECTORY']._serialized_end=1049
+  _globals['_TREE']._serialized_start=1051
+  _globals['_TREE']._serialized_end=1145
+  _globals['_DIGESTFUNCTION']._serialized_start=1148
+  _globals['_DIGESTFUNCTION']._serialized_end=1291
+  _globals['_DIGESTFUNCTION_VALUE']._serialized_start=1166
+  _globals['_DIGESTFUNCTION_VALUE']._serialized_end=1291
+  _globals['_COMPRESSOR']._serialized_start=1293
+  _globals['_COMPRESSOR']._serialized_end=1363
+  _globals['_COMPRESSOR_VALUE']._serialized_start=1307
+  _globals['_COMPRESSOR_VALUE']._serialized_end=1363
+  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_start=1366
+  _globals['_FINDMISSINGBLOBSREQUEST']._serialized_end=1525
+  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_start=1527
+  _globals['_FINDMISSINGBLOBSRESPONSE']._serialized_end=1608
+  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_start=1611
+  _globals['_BATCHUPDATEBLOBSREQUEST']._serialized_end=1912
+  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_start=1793
+  _globals['_BATCHUPDATEBLOBSREQUEST_REQUEST']._serialized_end=1912
+  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_start=1915
+  _globals['_BATCHUPDATEBLOBSRESPONSE']._serialized_end=2101
+  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_start=2014
+  _globals['_BATCHUPDATEBLOBSRESPONSE_RESPONSE']._serialized_end=2101
+  _globals['_BATCHREADBLOBSREQUEST']._serialized_start=2104
+  _globals['_BATCHREADBLOBSREQUEST']._serialized_end=2323
+  _globals['_BATCHREADBLOBSRESPONSE']._serialized_start=2326
+  _globals['_BATCHREADBLOBSRESPONSE']._serialized_end=2578
+  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_start=2422
+  _globals['_BATCHREADBLOBSRESPONSE_RESPONSE']._serialized_end=2578
+  _globals['_GETTREEREQUEST']._serialized_start=2581
+  _globals['_GETTREEREQUEST']._serialized_end=2769
+  _globals['_GETTREERESPONSE']._serialized_start=2771
+  _globals['_GETTREERESPONSE']._serialized_end=2862
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=2864
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=2911
+  _globals['_SERVERCAPABILITIES']._serialized_start=2914
+  _globals['_SERVERCAPABILITIES']._serialized_end=3222
+  _globals['_ACTIONCACHEUPDATECAPABILITIES']._serialized_start=3224
+  _globals['_ACTIONCACHEUPDATECAPABILITIES']._serialized_end=3279
+  _globals['_SYMLINKABSOLUTEPATHSTRATEGY']._serialized_start=3281
+  _globals['_SYMLINKABSOLUTEPATHSTRATEGY']._serialized_end=3361
+  _globals['_SYMLINKABSOLUTEPATHSTRATEGY_VALUE']._serialized_start=3312
+  _globals['_SYMLINKABSOLUTEPATHSTRATEGY_VALUE']._serialized_end=3361
+  _globals['_CACHECAPABILITIES']._serialized_start=3364
+  _globals['_CACHECAPABILITIES']._serialized_end=3811
+  _globals['_EXECUTIONCAPABILITIES']._serialized_start=3814
+  _globals['_EXECUTIONCAPABILITIES']._serialized_end=4023
+  _globals['_PLATFORM']._serialized_start=4025
+  _globals['_PLATFORM']._serialized_end=4132
+  _globals['_PLATFORM_PROPERTY']._serialized_start=4093
+  _globals['_PLATFORM_PROPERTY']._serialized_end=4132
+  _globals['_ACTION']._serialized_start=4135
+  _globals['_ACTION']._serialized_end=4381
+  _globals['_COMMAND']._serialized_start=4384
+  _globals['_COMMAND']._serialized_end=4882
+  _globals['_COMMAND_ENVIRONMENTVARIABLE']._serialized_start=4748
+  _globals['_COMMAND_ENVIRONMENTVARIABLE']._serialized_end=4798
+  _globals['_COMMAND_OUTPUTDIRECTORYFORMAT']._serialized_start=4800
+  _globals['_COMMAND_OUTPUTDIRECTORYFORMAT']._serialized_end=4882
+  _globals['_EXECUTEDACTIONMETADATA']._serialized_start=4885
+  _globals['_EXECUTEDACTIONMETADATA']._serialized_end=5618
+  _globals['_OUTPUTFILE']._serialized_start=5621
+  _globals['_OUTPUTFILE']._serialized_end=5799
+  _globals['_OUTPUTSYMLINK']._serialized_start=5801
+  _globals['_OUTPUTSYMLINK']._serialized_end=5910
+  _globals['_OUTPUTDIRECTORY']._serialized_start=5913
+  _globals['_OUTPUTDIRECTORY']._serialized_end=6085
+  _globals['_ACTIONRESULT']._serialized_start=6088
+  _globals['_ACTIONRESULT']._serialized_end=6631
+  _globals['_RESULTSCACHEPOLICY']._serialized_start=6633
+  _globals['_RESULTSCACHEPOLICY']._serialized_end=6671
+  _globals['_GETACTIONRESULTREQUEST']._serialized_start=6674
+  _globals['_GETACTIONRESULTREQUEST']._serialized_end=6908
+  _globals['_UPDATEACTIONRESULTREQUEST']._serialized_start=6911
+  _globals['_UPDATEACTIONRESULTREQUEST']._serialized_end=7194
 # @@protoc_insertion_point(module_scope)
