@@ -26,6 +26,7 @@ from casvfs.directory.changes import diff
 from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.types import FileStat, FileType
 from casvfs.errors import REASON_BLOB_MISSING, REASON_NOT_EMPTY, CasvfsError, DirectoryError
+from casvfs.refs import Kind, Ref, RefIndex, make_qualifiers, parse_duration, parse_qualifier, utc_now
 from casvfs.store import ContentStore, DigestOnlyStore, expanded_size
 from casvfs.stores import StoreSpec, default_config_file, default_store_dir
 
@@ -88,12 +89,17 @@ def _spec(args: argparse.Namespace) -> StoreSpec:
     )
 
 
-def _digest(text: str) -> Digest:
-    return Digest.parse(text)
+def _digest(args: argparse.Namespace, text: str) -> Digest:
+    """A DIGEST argument: ``HASH/SIZE``, or the name of a directory reference."""
+    return _refs(args).resolve(text)
+
+
+def _refs(args: argparse.Namespace) -> RefIndex:
+    return RefIndex.of_store(_spec(args).open_local())
 
 
 def _tree(args: argparse.Namespace) -> CasDirectory:
-    return CasDirectory(_spec(args).open(), _digest(args.digest))
+    return CasDirectory(_spec(args).open(), _digest(args, args.digest))
 
 
 def _inside(path: str) -> str:
@@ -123,6 +129,10 @@ def _patterns(args: argparse.Namespace) -> list[str]:
             raise ValueError(f"cannot read {name}: {error.strerror}") from None
         patterns += [line for line in lines if line and not line.startswith("#")]
     return patterns
+
+
+def _no_verb(args: argparse.Namespace) -> None:
+    raise AssertionError(f"argparse requires an action after {args.command}")
 
 
 def _cmd_import(args: argparse.Namespace) -> None:
@@ -274,7 +284,7 @@ def _cmd_du(args: argparse.Namespace) -> None:
 
 def _cmd_diff(args: argparse.Namespace) -> None:
     store = _spec(args).open()
-    changes = diff(CasDirectory(store, _digest(args.a)), CasDirectory(store, _digest(args.b)))
+    changes = diff(CasDirectory(store, _digest(args, args.a)), CasDirectory(store, _digest(args, args.b)))
     if args.json:
         _print_json(
             {
@@ -325,7 +335,7 @@ def _check_trees(args: argparse.Namespace) -> None:
     checks = {}
     for text in args.digests:
         with _Bar(args, "checking") as bar:
-            checks[text] = store.check_tree(_digest(text), progress=bar)
+            checks[text] = store.check_tree(_digest(args, text), progress=bar)
     if args.json:
         _print_json(
             {
@@ -354,7 +364,7 @@ def _check_trees(args: argparse.Namespace) -> None:
 def _cmd_push(args: argparse.Namespace) -> None:
     store = _spec(args).open_remote()
     with _Bar(args, "pushing") as bar:
-        reports = store.push(_digest(args.digest), progress=bar, total=bar.set_total)
+        reports = store.push(_digest(args, args.digest), progress=bar, total=bar.set_total)
     if args.json:
         _print_json([asdict(report) for report in reports])
         return
@@ -367,7 +377,7 @@ def _cmd_push(args: argparse.Namespace) -> None:
 
 def _cmd_pull(args: argparse.Namespace) -> None:
     layered = _spec(args).open_remote()
-    root = _digest(args.digest)
+    root = _digest(args, args.digest)
     if args.path:
         # only the directories on the way are fetched
         subtree = CasDirectory(layered, root).open_directory(_inside(args.path), follow_symlinks=True)
@@ -382,7 +392,7 @@ def _cmd_pull(args: argparse.Namespace) -> None:
 
 
 def _cmd_mount(args: argparse.Namespace) -> None:
-    digest = _digest(args.digest)
+    digest = _digest(args, args.digest)
     from casvfs.fuse import serve, start_background  # needs the fuse extra
 
     if args.background:
@@ -406,6 +416,60 @@ def _cmd_umount(args: argparse.Namespace) -> None:
     from casvfs.fuse import unmount_background
 
     print(unmount_background(_spec(args), args.mountpoint))
+
+
+def _qualifiers(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
+    return make_qualifiers(parse_qualifier(text) for text in args.qualifier or ())
+
+
+def _ref_line(ref: Ref) -> str:
+    qualifiers = " ".join(f"{name}={value}" for name, value in ref.qualifiers)
+    expiry = f" expires {ref.expire_at.isoformat(timespec='seconds')}" if ref.expire_at else ""
+    expired = " (expired)" if ref.expired() else ""
+    return (
+        f"{ref.uri}  {ref.kind} {ref.digest}" + (f"  {qualifiers}" if qualifiers else "") + expiry + expired
+    )
+
+
+def _cmd_ref_set(args: argparse.Namespace) -> None:
+    store = _spec(args).open_local()
+    index = RefIndex.of_store(store)
+    kind: Kind = "blob" if args.blob else "directory"
+    ref = index.set(
+        args.name,
+        index.resolve(args.digest, kind=kind),
+        kind=kind,
+        qualifiers=_qualifiers(args),
+        references_blobs=[index.resolve(text, kind="blob") for text in args.references_blob or ()],
+        references_directories=[index.resolve(text) for text in args.references_directory or ()],
+        expire_at=utc_now() + parse_duration(args.expire) if args.expire else None,
+        store=store,
+    )
+    _print_json(ref.to_json()) if args.json else print(_ref_line(ref))
+
+
+def _cmd_ref_get(args: argparse.Namespace) -> None:
+    ref = _refs(args).get(
+        args.name,
+        _qualifiers(args),
+        kind="blob" if args.blob else "directory" if args.directory else None,
+        match="exact" if args.exact else "subset",
+    )
+    _print_json(ref.to_json()) if args.json else print(ref.digest)
+
+
+def _cmd_ref_ls(args: argparse.Namespace) -> None:
+    refs = _refs(args).by_prefix(args.prefix)
+    if args.json:
+        _print_json([ref.to_json() for ref in refs])
+        return
+    for ref in refs:
+        print(_ref_line(ref))
+
+
+def _cmd_ref_rm(args: argparse.Namespace) -> None:
+    removed = _refs(args).remove(args.name, _qualifiers(args) if args.qualifier else None)
+    print(f"removed {removed} reference(s) {args.name!r}")
 
 
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -478,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="refuse, before writing anything, a tree whose files add up to more (e.g. 10G)",
         )
 
-    digest_help = "root digest of the tree, HASH/SIZE"
+    digest_help = "root digest of the tree, HASH/SIZE, or a reference name"
 
     command = verb("import", "import a host directory; print its digest", _cmd_import)
     command.add_argument("path", help="the host directory to import")
@@ -591,6 +655,54 @@ def build_parser() -> argparse.ArgumentParser:
         "--tree-only", action="store_true", help="only the Directory messages; file blobs arrive when read"
     )
     json_option(command)
+
+    def qualifier_option(command: argparse.ArgumentParser, what: str) -> None:
+        command.add_argument(
+            "--qualifier", action="append", metavar="NAME=VALUE", help=what + " (repeatable)"
+        )
+
+    command = verb("ref", "name trees and blobs: set, get, ls, rm references in the local store", _no_verb)
+    refs = command.add_subparsers(
+        dest="ref_command", required=True, metavar="ACTION", help="set, get, ls or rm"
+    )
+
+    def ref_verb(
+        name: str, help_text: str, run: Callable[[argparse.Namespace], None]
+    ) -> argparse.ArgumentParser:
+        sub = refs.add_parser(name, help=help_text, description=help_text, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    command = ref_verb(
+        "set", "record NAME -> DIGEST (refused unless all its content is in the store)", _cmd_ref_set
+    )
+    command.add_argument("name", help="a URI or any name, e.g. release/1.0")
+    command.add_argument("digest", help="HASH/SIZE, or the name of another reference")
+    command.add_argument("--blob", action="store_true", help="DIGEST is a blob, not the root of a tree")
+    qualifier_option(command, "a qualifier of the reference")
+    command.add_argument("--expire", metavar="DURATION", help="stop matching after this long (30m, 12h, 7d)")
+    command.add_argument("--references-blob", action="append", metavar="DIGEST", help="another blob it needs")
+    command.add_argument(
+        "--references-directory", action="append", metavar="DIGEST", help="another tree it needs, whole"
+    )
+    json_option(command)
+
+    command = ref_verb("get", "print the digest of the newest reference NAME that matches", _cmd_ref_get)
+    command.add_argument("name", help="the reference's name")
+    qualifier_option(command, "only a reference with this qualifier")
+    command.add_argument("--exact", action="store_true", help="only one with exactly these qualifiers")
+    kinds = command.add_mutually_exclusive_group()
+    kinds.add_argument("--blob", action="store_true", help="only a blob reference")
+    kinds.add_argument("--directory", action="store_true", help="only a directory reference")
+    json_option(command)
+
+    command = ref_verb("ls", "list references (expired ones are marked)", _cmd_ref_ls)
+    command.add_argument("prefix", nargs="?", default="", help="only names starting with this")
+    json_option(command)
+
+    command = ref_verb("rm", "remove the references NAME (with --qualifier: only that one)", _cmd_ref_rm)
+    command.add_argument("name", help="the reference's name")
+    qualifier_option(command, "remove only the entry with exactly these qualifiers")
 
     command = verb("fsck", "verify every object of the local store, or that trees are complete", _cmd_fsck)
     command.add_argument(

@@ -42,6 +42,8 @@ REASON_NAME_TOO_LONG = "name-too-long"
 REASON_PERMISSION_DENIED = "permission-denied"
 REASON_READ_ONLY = "read-only"
 REASON_TOO_LARGE = "too-large"
+REASON_REF_NOT_FOUND = "ref-not-found"
+REASON_INCOMPLETE = "incomplete"
 
 
 class CasvfsError(Exception):
@@ -84,6 +86,11 @@ class RemoteError(StoreError):
 
 class ConfigError(CasvfsError, ValueError):
     """A remote configuration is invalid (reason ``invalid-config``)."""
+
+
+class RefError(CasvfsError):
+    """A named reference is missing (``ref-not-found``) or cannot be recorded
+    because the content it names is not all in the store (``incomplete``)."""
 
 
 class MountError(CasvfsError):

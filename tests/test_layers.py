@@ -24,6 +24,7 @@ LAYERS = {
     "casvfs.tree": 0,
     "casvfs.store": 1,
     "casvfs.directory": 2,
+    "casvfs.refs": 3,
     "casvfs.remote": 3,
     "casvfs.stores": 3,
     "casvfs.fuse": 4,

@@ -226,8 +226,9 @@ class LocalStore(ContentStore):
         hash and time), so it is never served again; return where it went."""
         target = os.path.join(self._quarantine, f"{digest.hash}.{time.time_ns()}")
         # another reader may have moved it first
-        with os_errors(f"cannot quarantine blob {digest}", kind=StoreError), contextlib.suppress(
-            FileNotFoundError
+        with (
+            os_errors(f"cannot quarantine blob {digest}", kind=StoreError),
+            contextlib.suppress(FileNotFoundError),
         ):
             os.rename(self.object_path(digest), target)
         return os.path.relpath(target, self.root)

@@ -13,19 +13,17 @@ import contextlib
 import os
 import sqlite3
 import struct
-import time
-from collections.abc import Iterator
 
 import xxhash
 
 from casvfs.digest import Digest
-from casvfs.errors import REASON_IO_ERROR, StoreError
+from casvfs.store.sqlite import connect, transaction
 
 RACY_SECONDS = 2.0
-# Switching to WAL takes an exclusive lock that sqlite does not wait for through its
-# busy timeout: concurrent first imports on a fresh store retry (measured: 1 in 90
-# imports failed without it).
-_WAL_ATTEMPTS = 50
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS files (key INTEGER PRIMARY KEY, dev INTEGER, ino INTEGER,"
+    " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT, size_bytes INTEGER);"
+)
 
 _Row = tuple[int, int, int, int, int, str, int]
 
@@ -46,33 +44,9 @@ class StatCache:
         self._rows: dict[int, _Row] | None = None
         self._pending: dict[int, _Row] = {}
 
-    @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A connection to the cache file; sqlite's errors become ``StoreError``."""
-        try:
-            connection = sqlite3.connect(self._path, timeout=30)
-            try:
-                self._set_wal(connection)
-                connection.execute(
-                    "CREATE TABLE IF NOT EXISTS files (key INTEGER PRIMARY KEY, dev INTEGER, ino INTEGER,"
-                    " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER, hash TEXT, size_bytes INTEGER)"
-                )
-                yield connection
-            finally:
-                connection.close()
-        except sqlite3.Error as error:
-            raise StoreError(f"stat cache {self._path}: {error}", reason=REASON_IO_ERROR) from None
-
-    @staticmethod
-    def _set_wal(connection: sqlite3.Connection) -> None:
-        for attempt in range(_WAL_ATTEMPTS):
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as error:
-                if "locked" not in str(error) or attempt == _WAL_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
+        return connect(self._path, _SCHEMA, what="stat cache")
 
     def _load(self) -> dict[int, _Row]:
         if self._rows is None:
@@ -107,7 +81,7 @@ class StatCache:
         """Write what was recorded since the last flush, in one transaction."""
         if not self._pending:
             return
-        with self._connection() as connection, connection:
+        with self._connection() as connection, transaction(connection):
             connection.executemany(
                 "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(key, *row) for key, row in self._pending.items()],
