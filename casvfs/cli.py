@@ -25,7 +25,14 @@ from casvfs.directory.casdir import CasDirectory
 from casvfs.directory.changes import diff
 from casvfs.directory.ingest import import_host_tree
 from casvfs.directory.types import FileStat, FileType
-from casvfs.errors import REASON_BLOB_MISSING, REASON_NOT_EMPTY, CasvfsError, DirectoryError
+from casvfs.errors import (
+    REASON_BLOB_MISSING,
+    REASON_NOT_EMPTY,
+    REASON_REF_NOT_FOUND,
+    CasvfsError,
+    DirectoryError,
+    RefError,
+)
 from casvfs.refs import Kind, Ref, RefIndex, make_qualifiers, parse_duration, parse_qualifier, utc_now
 from casvfs.store import ContentStore, DigestOnlyStore, expanded_size
 from casvfs.stores import StoreSpec, default_config_file, default_store_dir
@@ -472,6 +479,75 @@ def _cmd_ref_rm(args: argparse.Namespace) -> None:
     print(f"removed {removed} reference(s) {args.name!r}")
 
 
+def _cmd_asset_fetch(args: argparse.Namespace) -> None:
+    from casvfs.remote.publish import asset_clients, fetch_asset
+
+    spec = _spec(args)
+    kind: Kind = "directory" if args.directory else "blob"
+    found = fetch_asset(asset_clients(spec.remote_config()), args.uri, _qualifiers(args), kind=kind)
+    if found is None:
+        raise RefError(f"no remote has a {kind} asset {args.uri[0]!r} with those qualifiers",
+                       reason=REASON_REF_NOT_FOUND)  # fmt: skip
+    if args.pull or args.tree_only:
+        layered = spec.open_remote()
+        if kind == "directory":
+            layered.pull(found.digest, tree_only=args.tree_only)
+        else:
+            layered.fetch_missing([found.digest])
+    ref = found.as_ref(args.name)
+    RefIndex.of_store(spec.open_local()).record([ref])
+    _print_json(ref.to_json()) if args.json else print(found.digest)
+
+
+def _cmd_asset_push(args: argparse.Namespace) -> None:
+    from casvfs.remote.publish import asset_clients, push_asset
+
+    spec = _spec(args)
+    index = RefIndex.of_store(spec.open_local())
+    if args.digest is None:
+        ref = index.get(args.name, _qualifiers(args), match="exact" if args.qualifier else "subset")
+    else:
+        kind: Kind = "blob" if args.blob else "directory"
+        ref = Ref(args.name, kind, index.resolve(args.digest, kind=kind), _qualifiers(args))
+    report = push_asset(spec.open_remote(), asset_clients(spec.remote_config(), push=True), ref)
+    if args.json:
+        _print_json(asdict(report))
+        return
+    for sent in report.content:
+        print(f"{sent.remote}: sent {sent.missing} of {sent.blobs} blobs ({sent.bytes_sent} bytes)")
+    for url in report.indexed:
+        print(f"{url}: {ref.uri} -> {ref.digest}")
+
+
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from casvfs.remote.config import RemoteSpec
+    from casvfs.serve import ServeConfig, Server, serve
+
+    config = ServeConfig(
+        store=_spec(args).path,
+        bind=args.bind,
+        instance=args.instance_name,
+        remote=RemoteSpec(args.cas, instance_name=args.instance_name) if args.cas else None,
+        references=args.references,
+        match=args.qualifier_match,
+        qualifiers=frozenset(args.allow_qualifier) if args.allow_qualifier else None,
+        metrics_port=args.metrics_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        push_auth=args.push_auth,
+        push_tokens=args.push_token_file,
+        workers=args.workers,
+    )
+
+    def ready(server: Server) -> None:
+        print(f"casvfs serve: listening on {server.address}", flush=True)
+        if server.metrics_port is not None:
+            print(f"casvfs serve: metrics on http://127.0.0.1:{server.metrics_port}/metrics", flush=True)
+
+    serve(config, ready=ready)
+
+
 def _global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """The options every verb accepts, before or after its name. Given after it,
     an option's default is SUPPRESS so it cannot reset one given before."""
@@ -703,6 +779,84 @@ def build_parser() -> argparse.ArgumentParser:
     command = ref_verb("rm", "remove the references NAME (with --qualifier: only that one)", _cmd_ref_rm)
     command.add_argument("name", help="the reference's name")
     qualifier_option(command, "remove only the entry with exactly these qualifiers")
+
+    command = verb("asset", "fetch or push named assets on Remote Asset servers", _no_verb)
+    assets = command.add_subparsers(
+        dest="asset_command", required=True, metavar="ACTION", help="fetch or push"
+    )
+
+    def asset_verb(
+        name: str, help_text: str, run: Callable[[argparse.Namespace], None]
+    ) -> argparse.ArgumentParser:
+        sub = assets.add_parser(name, help=help_text, description=help_text, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    command = asset_verb(
+        "fetch",
+        "ask the index remotes for an asset; record the answer as a local reference",
+        _cmd_asset_fetch,
+    )
+    command.add_argument("uri", nargs="+", help="the asset's URI (several: any of them)")
+    command.add_argument("--directory", action="store_true", help="a tree, not a blob")
+    qualifier_option(command, "a qualifier the asset must have")
+    command.add_argument("--name", help="record the local reference under this name (default: the URI)")
+    pulls = command.add_mutually_exclusive_group()
+    pulls.add_argument("--pull", action="store_true", help="also fetch all of its content now")
+    pulls.add_argument("--tree-only", action="store_true", help="also fetch its Directory messages now")
+    json_option(command)
+
+    command = asset_verb(
+        "push", "push a local reference (or NAME DIGEST) to the index remotes, content first", _cmd_asset_push
+    )
+    command.add_argument("name", help="the local reference to push, or the URI to push DIGEST under")
+    command.add_argument("digest", nargs="?", help="push this instead of the local reference's digest")
+    command.add_argument("--blob", action="store_true", help="DIGEST is a blob, not the root of a tree")
+    qualifier_option(command, "the asset's qualifier (with no DIGEST: which local reference)")
+    json_option(command)
+
+    command = verb(
+        "serve", "run a Remote Asset + CAS server (a BuildStream artifact and source cache)", _cmd_serve
+    )
+    command.add_argument(
+        "--bind",
+        default="127.0.0.1:50051",
+        metavar="ADDRESS",
+        help="HOST:PORT or unix:PATH (default 127.0.0.1:50051)",
+    )
+    command.add_argument(
+        "--cas",
+        metavar="URL",
+        help="serve assets alone, in front of this REAPI CAS (BuildGrid, buildbox-casd)",
+    )
+    command.add_argument(
+        "--references",
+        choices=["index", "action-cache"],
+        default="index",
+        help="keep references in the store's refs index (default) or in --cas's ActionCache",
+    )
+    command.add_argument(
+        "--qualifier-match",
+        choices=["subset", "exact"],
+        default="subset",
+        help="how fetches match (default subset)",
+    )
+    command.add_argument(
+        "--allow-qualifier", action="append", metavar="NAME", help="accept only these qualifiers (repeatable)"
+    )
+    command.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics on 127.0.0.1"
+    )
+    command.add_argument("--tls-cert", metavar="FILE", help="the server's PEM certificate chain (TLS)")
+    command.add_argument("--tls-key", metavar="FILE", help="the server's PEM private key")
+    command.add_argument(
+        "--tls-client-ca", metavar="FILE", help="require client certificates signed by these"
+    )
+    command.add_argument(
+        "--push-auth", action="store_true", help="only clients with a token or certificate may push"
+    )
+    command.add_argument("--push-token-file", metavar="FILE", help="tokens allowed to push, one per line")
+    command.add_argument("--workers", type=int, default=16, help="threads answering calls (default 16)")
 
     command = verb("fsck", "verify every object of the local store, or that trees are complete", _cmd_fsck)
     command.add_argument(

@@ -15,7 +15,7 @@ from casvfs.errors import REASON_NO_REMOTE, StoreError
 from casvfs.store import ContentStore, LocalStore
 
 if TYPE_CHECKING:
-    from casvfs.remote import LayeredStore
+    from casvfs.remote import LayeredStore, RemoteConfig
 
 
 def default_store_dir() -> str:
@@ -89,17 +89,24 @@ class StoreSpec:
             )
         return layered
 
-    def _layered(self) -> LayeredStore | None:
+    def remote_config(self) -> RemoteConfig:
+        """The remotes the spec names: the ``remotes`` URLs first (pushed to), then
+        those of the configuration files. Needs the ``remote`` extra."""
         try:
-            from casvfs.remote import LayeredStore, RemoteConfig, RemoteSpec
+            from casvfs.remote import RemoteConfig, RemoteSpec
         except ImportError as error:
             raise StoreError(
                 f"remotes need the remote extra (pip install 'casvfs[remote]'): {error}",
                 reason=REASON_NO_REMOTE,
             ) from None
         extra = [RemoteSpec(url, instance_name=self.instance_name, push=True) for url in self.remotes]
-        config = RemoteConfig.load(self.config, self.project_config, extra=extra)
-        return LayeredStore(self.open_local(), config) if config.remotes else None
+        return RemoteConfig.load(self.config, self.project_config, extra=extra)
+
+    def _layered(self) -> LayeredStore | None:
+        from casvfs.remote import LayeredStore
+
+        config = self.remote_config()
+        return LayeredStore(self.open_local(), config) if config.storage_remotes else None
 
     def to_json(self) -> str:
         """The spec as a JSON object (see :meth:`from_json`)."""

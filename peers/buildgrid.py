@@ -141,9 +141,15 @@ def _quote(value: str | Path) -> str:
 
 
 def buildgrid_config(
-    address: str, *, storage: str, storage_path: Path | None, tls: Certificates | None
+    address: str,
+    *,
+    storage: str,
+    storage_path: Path | None,
+    tls: Certificates | None,
+    action_cache: bool = False,
 ) -> str:
-    """The YAML for ``bgd server start``: one channel, one storage, CAS and ByteStream on instance ""."""
+    """The YAML for ``bgd server start``: one channel, one storage, CAS and ByteStream
+    on instance "" (and an LRU ActionCache over the same storage if *action_cache*)."""
     if tls is None:
         channel = f"  - !channel\n    address: {_quote(address)}\n    insecure-mode: true\n"
     else:
@@ -164,14 +170,24 @@ def buildgrid_config(
         backend = "  - !lru-storage &cas-storage\n    size: 2G\n"
     # No scheduler, execution, action cache or database: CAS and ByteStream need none,
     # and Capabilities is registered by BuildGrid itself for any instance with a CAS.
+    # The LRU action cache keeps its map in memory: it lasts as long as the server.
+    caches = (
+        "caches:\n  - !lru-action-cache &action-cache\n    storage: *cas-storage\n"
+        "    max-cached-refs: 100000\n    allow-updates: true\n\n"
+        if action_cache
+        else ""
+    )
+    services = "      - !action-cache\n        cache: *action-cache\n" if action_cache else ""
     return (
         f"server:\n{channel}\n"
         f"storages:\n{backend}\n"
+        f"{caches}"
         "instances:\n"
         f"  - name: {_quote(INSTANCE_NAME)}\n"
         "    services:\n"
         "      - !cas\n        storage: *cas-storage\n"
         "      - !bytestream\n        storage: *cas-storage\n"
+        f"{services}"
     )
 
 
@@ -182,11 +198,12 @@ def _log_tail(log_path: Path) -> str:
 
 @contextlib.contextmanager
 def running_buildgrid(
-    workdir: Path, *, tls: Certificates | None = None, storage: str = "disk"
+    workdir: Path, *, tls: Certificates | None = None, storage: str = "disk", action_cache: bool = False
 ) -> Iterator[BuildGridServer]:
-    """Start BuildGrid on 127.0.0.1 serving CAS and ByteStream on instance "" from
-    *storage* ("disk", kept in *workdir*/buildgrid-cas, or "memory"), with TLS and
-    required client certificates when *tls* is given; yield it and stop it on exit.
+    """Start BuildGrid on 127.0.0.1 serving CAS and ByteStream (and an ActionCache if
+    *action_cache*) on instance "" from *storage* ("disk", kept in
+    *workdir*/buildgrid-cas, or "memory"), with TLS and required client
+    certificates when *tls* is given; yield it and stop it on exit.
 
     The config is *workdir*/buildgrid.yml and the server's output *workdir*/buildgrid.log.
     """
@@ -201,7 +218,11 @@ def running_buildgrid(
     address = f"127.0.0.1:{port}"
     storage_path = workdir / "buildgrid-cas" if storage == "disk" else None
     config = workdir / "buildgrid.yml"
-    config.write_text(buildgrid_config(address, storage=storage, storage_path=storage_path, tls=tls))
+    config.write_text(
+        buildgrid_config(
+            address, storage=storage, storage_path=storage_path, tls=tls, action_cache=action_cache
+        )
+    )
     log_path = workdir / "buildgrid.log"
     # bgd writes its pid file only after grpc_server.start(); the port alone is not
     # enough, as gRPC already listens (and the kernel accepts) from bind time on.

@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_HINT = "bash scripts/setup.sh installs it into .tools/peers"
@@ -89,7 +90,7 @@ def running_casd(workdir: Path, *, instance: str = "", remote: str | None = None
         log.close()
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[Any]) -> None:
     """SIGTERM a server and wait for it; SIGKILL it if it is still there after 10 s."""
     process.terminate()
     try:

@@ -5,7 +5,7 @@ of garbage collection.
 ``RefIndex.of_store(store)`` is the index the ``casvfs ref`` command uses.
 """
 
-from casvfs.refs.content import missing_content, missing_in
+from casvfs.refs.content import missing_content, missing_in, missing_in_store
 from casvfs.refs.index import INDEX_FILE, RefIndex
 from casvfs.refs.ref import (
     KINDS,
@@ -39,6 +39,7 @@ __all__ = [
     "make_qualifiers",
     "missing_content",
     "missing_in",
+    "missing_in_store",
     "newest_match",
     "parse_duration",
     "parse_qualifier",

@@ -42,6 +42,11 @@ def missing_content(store: ContentStore, ref: Ref) -> list[Digest]:
     """The blobs *ref* needs (its own, its root tree whole, its reference lists)
     that *store* does not hold."""
     blobs, trees = ref.content
+    return missing_in_store(store, blobs, trees)
+
+
+def missing_in_store(store: ContentStore, blobs: Iterable[Digest], trees: Iterable[Digest]) -> list[Digest]:
+    """:func:`missing_in` for a local :class:`~casvfs.ContentStore`."""
 
     def directories(root: Digest) -> Iterable[pb.Directory]:
         return (message for _digest, message in store.get_tree(root, unreadable=_skip_missing))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from casvfs.errors import (
     REASON_BLOB_MISSING,
@@ -29,6 +29,7 @@ from casvfs.errors import (
     ConfigError,
     RemoteError,
 )
+from casvfs.protos import details, status_pb2
 from casvfs.remote.config import RemoteSpec, target
 
 log = logging.getLogger("casvfs.remote")
@@ -182,6 +183,9 @@ class Channel:
         """The RemoteError for a failed call of *method*."""
         code = _code(error)
         details = error.details() if isinstance(error, grpc.Call) else str(error)
+        violations = _field_violations(error)
+        if violations:
+            details += " (" + "; ".join(f"{field}: {text}" for field, text in violations) + ")"
         return self.failure(
             method,
             f"{code.name if code is not None else 'error'}: {details}",
@@ -198,6 +202,19 @@ class Channel:
             remote=self.spec.url,
             call=method,
         )
+
+
+def _field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
+    """The ``google.rpc.BadRequest`` field violations a failed call carries."""
+    if not isinstance(error, grpc.Call):
+        return []
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            try:
+                return details.field_violations(status_pb2.Status.FromString(value))
+            except DecodeError:
+                return []
+    return []
 
 
 def _serialize(message: Message) -> bytes:

@@ -15,6 +15,7 @@ or override them, globally or for one project by name::
       servers:
       - url: https://cache.internal:11002
         push: true
+        type: all                       # or storage (a CAS), index (Remote Asset)
         auth:
           server-cert: ca.crt           # paths are relative to this file
           client-cert: client.crt
@@ -25,6 +26,9 @@ or override them, globally or for one project by name::
         remotes:
           override-project-remotes: true
           servers: [...]
+
+A remote's ``type`` says what it serves, as in BuildStream: ``storage`` a CAS,
+``index`` a Remote Asset server (which keeps names, not blobs), ``all`` both.
 
 The resolved list is ordered: the user's per-project servers, then the user's
 global servers, then (unless either section overrides them) the project's. Reads
@@ -45,6 +49,10 @@ SCHEMES = ("http", "https", "grpc", "grpcs", "unix")
 """URL schemes of a remote: ``http``/``grpc`` are plain TCP, ``https``/``grpcs``
 use TLS, ``unix:PATH`` is a local socket."""
 TLS_SCHEMES = ("https", "grpcs")
+
+REMOTE_TYPES = ("all", "index", "storage")
+"""What a remote serves, as BuildStream says it: ``storage`` a CAS, ``index`` a
+Remote Asset server, ``all`` both on one address."""
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 3
@@ -77,6 +85,8 @@ class RemoteSpec:
         time in proportion to their size).
     :param retries: attempts after the first on ``UNAVAILABLE`` and
         ``RESOURCE_EXHAUSTED``, with exponential backoff.
+    :param type: ``all`` (CAS and Remote Asset), ``storage`` (a CAS only) or
+        ``index`` (a Remote Asset server only), see :data:`REMOTE_TYPES`.
     """
 
     url: str
@@ -85,9 +95,12 @@ class RemoteSpec:
     auth: RemoteAuth = field(default_factory=RemoteAuth)
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
+    type: str = "all"
 
     def __post_init__(self) -> None:
         target(self.url)  # validates the URL
+        if self.type not in REMOTE_TYPES:
+            raise _invalid(f"remote {self.url}: type must be one of {', '.join(REMOTE_TYPES)}")
         if self.auth.client_cert is not None and self.auth.client_key is None:
             raise _invalid(f"remote {self.url}: client-cert needs client-key")
         if self.auth.client_key is not None and self.auth.client_cert is None:
@@ -101,6 +114,16 @@ class RemoteSpec:
             )
         if self.timeout <= 0 or self.retries < 0:
             raise _invalid(f"remote {self.url}: timeout must be positive and retries not negative")
+
+    @property
+    def is_storage(self) -> bool:
+        """Whether the remote serves a CAS (type ``all`` or ``storage``)."""
+        return self.type != "index"
+
+    @property
+    def is_index(self) -> bool:
+        """Whether the remote serves Remote Asset (type ``all`` or ``index``)."""
+        return self.type != "storage"
 
     @property
     def uses_tls(self) -> bool:
@@ -148,6 +171,16 @@ class RemoteConfig:
     def push_remotes(self) -> tuple[RemoteSpec, ...]:
         """The remotes uploads go to."""
         return tuple(remote for remote in self.remotes if remote.push)
+
+    @property
+    def storage_remotes(self) -> tuple[RemoteSpec, ...]:
+        """The remotes that serve a CAS (blobs are read from and pushed to these)."""
+        return tuple(remote for remote in self.remotes if remote.is_storage)
+
+    @property
+    def index_remotes(self) -> tuple[RemoteSpec, ...]:
+        """The remotes that serve Remote Asset (assets are fetched from and pushed to these)."""
+        return tuple(remote for remote in self.remotes if remote.is_index)
 
     @classmethod
     def load(
@@ -221,14 +254,15 @@ def parse_remote(data: Mapping[str, Any], base: str) -> RemoteSpec:
     """One remote from its configuration mapping; relative paths are taken from *base*."""
     if not isinstance(data, Mapping):
         raise _invalid("a remote must be a mapping with a url")
-    _only_keys(data, "remote", ("url", "instance-name", "push", "auth", "timeout", "retries"))
+    _only_keys(data, "remote", ("url", "type", "instance-name", "push", "auth", "timeout", "retries"))
     url = data.get("url")
     if not isinstance(url, str):
         raise _invalid("a remote needs a url")
     instance = data.get("instance-name", "")
     push = data.get("push", False)
-    if not isinstance(instance, str) or not isinstance(push, bool):
-        raise _invalid(f"remote {url}: instance-name must be a string and push true or false")
+    kind = data.get("type", "all")
+    if not isinstance(instance, str) or not isinstance(push, bool) or not isinstance(kind, str):
+        raise _invalid(f"remote {url}: instance-name and type must be strings and push true or false")
     auth = data.get("auth", {})
     if not isinstance(auth, Mapping):
         raise _invalid(f"remote {url}: auth must be a mapping")
@@ -256,6 +290,7 @@ def parse_remote(data: Mapping[str, Any], base: str) -> RemoteSpec:
         ),
         timeout=float(timeout),
         retries=retries,
+        type=kind,
     )
 
 

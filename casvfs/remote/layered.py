@@ -62,10 +62,13 @@ class LayeredStore(ContentStore):
         local: ContentStore,
         remotes: RemoteConfig | Sequence[RemoteSpec | CasClient],
     ) -> None:
-        specs = remotes.remotes if isinstance(remotes, RemoteConfig) else remotes
+        specs = remotes.storage_remotes if isinstance(remotes, RemoteConfig) else remotes
         self.local = local
+        # an index-only remote (Remote Asset) holds no blobs
         self.remotes: tuple[CasClient, ...] = tuple(
-            item if isinstance(item, CasClient) else CasClient(item) for item in specs
+            item if isinstance(item, CasClient) else CasClient(item)
+            for item in specs
+            if (item.spec if isinstance(item, CasClient) else item).is_storage
         )
         self._down: dict[str, tuple[float, RemoteError]] = {}
         """URL -> (until when it is skipped, the failure that made it so)."""
