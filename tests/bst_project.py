@@ -346,8 +346,8 @@ def remote_warnings(output: str) -> list[str]:
 def checkout(
     project: Path, env: dict[str, str], element: str, dest: Path, config: Path, *, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    """``bst artifact checkout --directory DEST ELEMENT`` (the artifact's files
-    only, no dependencies, no integration commands), which pulls the artifact
+    """``bst artifact checkout --deps none --no-integrate --directory DEST ELEMENT``
+    (the artifact's files only, no dependencies, no integration commands), which pulls the artifact
     first if it is not cached locally and a remote has it. Raises
     RuntimeError with bst's output if it fails."""
     done = run_bst(
@@ -357,6 +357,7 @@ def checkout(
         "checkout",
         "--deps",
         "none",
+        "--no-integrate",
         "--directory",
         str(dest),
         element,
