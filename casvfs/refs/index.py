@@ -30,7 +30,7 @@ from casvfs.refs.ref import (
 )
 from casvfs.store.base import ContentStore
 from casvfs.store.local import LocalStore
-from casvfs.store.sqlite import connect, transaction
+from casvfs.store.sqlite import SqliteFile, transaction
 
 INDEX_FILE = "refs.sqlite"
 """The index's file name inside a :class:`~casvfs.LocalStore`'s directory."""
@@ -102,6 +102,7 @@ class RefIndex:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
+        self._file = SqliteFile(self.path, _SCHEMA, what="refs index")
 
     def __repr__(self) -> str:
         return f"RefIndex({self.path!r})"
@@ -112,7 +113,7 @@ class RefIndex:
         return cls(os.path.join(store.root, INDEX_FILE))
 
     def _connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return connect(self.path, _SCHEMA, what="refs index")
+        return self._file.connection()
 
     def record(self, refs: Iterable[Ref]) -> None:
         """Record *refs* in one transaction, each replacing any entry with its URI,

@@ -17,7 +17,7 @@ import struct
 import xxhash
 
 from casvfs.digest import Digest
-from casvfs.store.sqlite import connect, transaction
+from casvfs.store.sqlite import SqliteFile, transaction
 
 RACY_SECONDS = 2.0
 _SCHEMA = (
@@ -41,12 +41,13 @@ class StatCache:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = os.fspath(path)
+        self._file = SqliteFile(self._path, _SCHEMA, what="stat cache")
         self._rows: dict[int, _Row] | None = None
         self._pending: dict[int, _Row] = {}
 
     def _connection(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A connection to the cache file; sqlite's errors become ``StoreError``."""
-        return connect(self._path, _SCHEMA, what="stat cache")
+        return self._file.connection()
 
     def _load(self) -> dict[int, _Row]:
         if self._rows is None:
