@@ -14,8 +14,8 @@ import pytest
 
 from casvfs import LocalStore
 from casvfs.refs import RefIndex
+from peers import bst
 from peers.casvfs_serve import running_serve
-from tests import bst_project as bst
 from tests.remote_servers import require_casd
 
 

@@ -55,7 +55,7 @@ SOURCE_URN_PREFIX = "urn:fdc:buildstream.build:2020:source:"
 
 # A stub for buildbox-run: bst only needs "--capabilities" to succeed to start.
 _STUB_BUILDBOX_RUN = """#!/bin/sh
-# Written by tests/bst_project.py: no sandbox (bubblewrap) in this test environment.
+# Written by peers/bst.py when there is no sandbox (bubblewrap) in this test environment.
 if [ "$1" = "--capabilities" ]; then
     exit 0
 fi
