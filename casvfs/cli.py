@@ -856,7 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-auth", action="store_true", help="only clients with a token or certificate may push"
     )
     command.add_argument("--push-token-file", metavar="FILE", help="tokens allowed to push, one per line")
-    command.add_argument("--workers", type=int, default=16, help="threads answering calls (default 16)")
+    command.add_argument(
+        "--workers", type=int, default=4, help="threads answering calls (default 4; more for big uploads)"
+    )
 
     command = verb("fsck", "verify every object of the local store, or that trees are complete", _cmd_fsck)
     command.add_argument(

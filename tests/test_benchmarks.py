@@ -117,3 +117,24 @@ def test_verification_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
     data = json.loads(results.read_text())
     assert sorted(data) == sorted(["export", "export_to_tar", "FUSE tar | cat"])
     assert all(len(samples) == 1 for case in data.values() for samples in case.values())
+
+
+def test_asset_benchmark_measures_both_servers_and_bst(tmp_path: Path) -> None:
+    results = tmp_path / "assets.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.assets", "--requests", "40", "--rounds", "1", "--json", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(results.read_text())
+    servers = {"casvfs serve", "buildbox-casd"} if casd_binary() is not None else {"casvfs serve"}
+    assert {(load["server"], load["rpc"]) for load in answer["load"]} == {
+        (server, rpc) for server in servers for rpc in ("FetchBlob", "PushBlob")
+    }
+    assert all(load["requests"] == 40 and load["per_second"] > 0 for load in answer["load"])
+    assert {trip["server"] for trip in answer["bst"]} == servers
+    assert "| casvfs serve | FetchBlob |" in done.stdout
