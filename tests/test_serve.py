@@ -393,3 +393,61 @@ def test_sigterm_stops_the_server_cleanly(tmp_path: Path) -> None:
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=15) == 0
         assert time.monotonic() - started < 10
+
+
+def test_asset_commands_with_an_index_and_a_storage_remote(tmp_path: Path) -> None:
+    """``casvfs asset push`` sends content to the storage remote and the name to
+    the index remote (a second casvfs serve, assets alone in front of the first);
+    ``asset fetch --pull`` on a fresh store gets both back and records a reference."""
+    import json
+    import subprocess
+    import sys
+
+    from casvfs.refs import RefIndex
+    from peers.casd import REPO
+
+    tree_dir = tmp_path / "tree"
+    (tree_dir / "sub").mkdir(parents=True)
+    (tree_dir / "sub" / "f").write_bytes(b"asset content")
+
+    def casvfs(store: str, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "casvfs.cli", "--store", str(tmp_path / store), *args],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    with (
+        running_serve(tmp_path / "storage") as storage,
+        running_serve(tmp_path / "index", "--cas", storage.url) as index,
+    ):
+        config = tmp_path / "remotes.yaml"
+        config.write_text(
+            "remotes:\n  servers:\n"
+            f"  - {{url: {storage.url}, type: storage, push: true}}\n"
+            f"  - {{url: {index.url}, type: index, push: true}}\n"
+        )
+        digest = casvfs("a", "import", str(tree_dir))
+        casvfs("a", "ref", "set", "release/2.0", digest, "--qualifier", "os=linux")
+        out = casvfs("a", "--config", str(config), "asset", "push", "release/2.0")
+        assert f"{storage.url}: sent 3 of 3 blobs" in out
+        assert f"{index.url}: release/2.0 -> {digest}" in out
+        index_store = LocalStore(index.store)
+        assert str(RefIndex.of_store(index_store).get("release/2.0").digest) == digest
+        assert list(index_store.iter_objects()) == []  # names only: the content is in storage
+        fetched = casvfs("b", "--config", str(config), "asset", "fetch", "release/2.0", "--directory",
+                         "--qualifier", "os=linux", "--pull", "--json")  # fmt: skip
+        record = json.loads(fetched)
+        assert record["digest"] == digest and record["qualifiers"] == {"os": "linux"}
+        # the content came with it: readable with no remote at all, by name
+        assert casvfs("b", "cat", "release/2.0", "sub/f") == "asset content"
+        assert casvfs("c", "--config", str(config), "asset", "fetch", "release/2.0", "--directory",
+                      "--tree-only") == digest  # fmt: skip
+        assert casvfs("c", "ls", "-R", "release/2.0").splitlines() == ["sub", "sub/f"]
+        code = subprocess.run(
+            [sys.executable, "-m", "casvfs.cli", "--store", str(tmp_path / "c"), "--config", str(config),
+             "asset", "fetch", "release/2.0", "--directory", "--qualifier", "os=mac"],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )  # fmt: skip
+        assert code.returncode == 1 and "no remote has a directory asset" in code.stderr
