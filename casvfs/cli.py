@@ -7,6 +7,7 @@ line and exit 1 (2 for usage errors).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -602,10 +603,18 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(common, defaults=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def verb(name: str, help_text: str, run: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
-        command = commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+    def verb_in(
+        group: Any, name: str, help_text: str, run: Callable[[argparse.Namespace], None]
+    ) -> argparse.ArgumentParser:
+        """Add the verb *name* to *group* (the subparsers of the command or of a verb)."""
+        command: argparse.ArgumentParser = group.add_parser(
+            name, help=help_text, description=help_text, parents=[common]
+        )
         command.set_defaults(run=run)
         return command
+
+    def verb(name: str, help_text: str, run: Callable[[argparse.Namespace], None]) -> argparse.ArgumentParser:
+        return verb_in(commands, name, help_text, run)
 
     def json_option(command: argparse.ArgumentParser) -> None:
         command.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -742,12 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="ref_command", required=True, metavar="ACTION", help="set, get, ls or rm"
     )
 
-    def ref_verb(
-        name: str, help_text: str, run: Callable[[argparse.Namespace], None]
-    ) -> argparse.ArgumentParser:
-        sub = refs.add_parser(name, help=help_text, description=help_text, parents=[common])
-        sub.set_defaults(run=run)
-        return sub
+    ref_verb = functools.partial(verb_in, refs)
 
     command = ref_verb(
         "set", "record NAME -> DIGEST (refused unless all its content is in the store)", _cmd_ref_set
@@ -785,12 +789,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="asset_command", required=True, metavar="ACTION", help="fetch or push"
     )
 
-    def asset_verb(
-        name: str, help_text: str, run: Callable[[argparse.Namespace], None]
-    ) -> argparse.ArgumentParser:
-        sub = assets.add_parser(name, help=help_text, description=help_text, parents=[common])
-        sub.set_defaults(run=run)
-        return sub
+    asset_verb = functools.partial(verb_in, assets)
 
     command = asset_verb(
         "fetch",

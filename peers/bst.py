@@ -45,6 +45,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP_HINT = "bash scripts/setup.sh installs BuildStream into .tools/peers"
@@ -282,19 +283,7 @@ def user_config_yaml(
     return text
 
 
-def write_user_config(
-    path: Path,
-    url: str,
-    *,
-    push: bool = True,
-    source_cache: bool = True,
-    remote_type: str = "all",
-    instance_name: str | None = None,
-    network_retries: int = 0,
-    retry_limit: int | None = None,
-    retry_delay_ms: int | None = None,
-    request_timeout: int | None = None,
-) -> None:
+def write_user_config(path: Path, url: str, **options: Any) -> None:
     """Write a bst 2 user configuration (``buildstream.conf``) to *path*.
 
     Args:
@@ -316,20 +305,7 @@ def write_user_config(
         request_timeout: casd's per-request timeout to this remote in seconds
             (``connection-config: request-timeout``); it bounds whole transfers too.
     """
-    _write(
-        path,
-        user_config_yaml(
-            url,
-            push=push,
-            source_cache=source_cache,
-            remote_type=remote_type,
-            instance_name=instance_name,
-            network_retries=network_retries,
-            retry_limit=retry_limit,
-            retry_delay_ms=retry_delay_ms,
-            request_timeout=request_timeout,
-        ),
-    )
+    _write(path, user_config_yaml(url, **options))
 
 
 def run_bst(

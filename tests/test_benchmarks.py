@@ -121,8 +121,9 @@ def test_verification_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
 
 def test_asset_benchmark_measures_both_servers_and_bst(tmp_path: Path) -> None:
     results = tmp_path / "assets.json"
+    options = ["--requests", "40", "--rounds", "1", "--json", str(results)]
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.assets", "--requests", "40", "--rounds", "1", "--json", str(results)],
+        [sys.executable, "-m", "benchmarks.assets", *options],
         cwd=REPO,
         capture_output=True,
         text=True,

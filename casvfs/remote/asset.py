@@ -29,6 +29,23 @@ _NOT_FOUND = 5
 
 QualifierInput = Mapping[str, str] | Iterable[tuple[str, str]]
 
+# per kind: the method, its request and response, and the digest's field
+_FETCHES: dict[str, tuple[str, Any, Any, str]] = {
+    "blob": ("FetchBlob", ra.FetchBlobRequest, ra.FetchBlobResponse, "blob_digest"),
+    "directory": (
+        "FetchDirectory",
+        ra.FetchDirectoryRequest,
+        ra.FetchDirectoryResponse,
+        "root_directory_digest",
+    ),
+}
+_PUSHES: dict[str, tuple[str, Any, Any, str]] = {
+    "blob": ("PushBlob", ra.PushBlobRequest, ra.PushBlobResponse, "blob_digest"),
+    "directory": (
+        "PushDirectory", ra.PushDirectoryRequest, ra.PushDirectoryResponse, "root_directory_digest"
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Asset:
@@ -89,46 +106,42 @@ class AssetClient:
         """Close the connection."""
         self.channel.close()
 
-    def fetch_blob(
+    def fetch(
         self,
+        kind: Kind,
         uris: str | Sequence[str],
         qualifiers: QualifierInput = (),
         *,
         timeout: float | None = None,
         oldest_content_accepted: datetime.datetime | None = None,
     ) -> Asset | None:
-        """The blob the server has for any of *uris* with *qualifiers*, or None.
+        """The blob or tree (*kind*) the server has for any of *uris* with
+        *qualifiers*, or None.
 
         :param timeout: how long the server may spend fetching from origin.
         :param oldest_content_accepted: refuse content pushed or fetched earlier."""
-        request = ra.FetchBlobRequest(
-            **self._fetch_fields(uris, qualifiers, timeout, oldest_content_accepted)
-        )
-        answer = self._fetch("FetchBlob", request, ra.FetchBlobResponse)
+        fields = self._fetch_fields(uris, qualifiers, timeout, oldest_content_accepted)
+        method, request_type, response_type, field = _FETCHES[kind]
+        answer = self._fetch(method, request_type(**fields), response_type)
         if answer is None:
             return None
-        return self._asset("blob", answer, answer.blob_digest, "FetchBlob")
+        return self._asset(kind, answer, getattr(answer, field), method)
+
+    def fetch_blob(
+        self, uris: str | Sequence[str], qualifiers: QualifierInput = (), **options: Any
+    ) -> Asset | None:
+        """:meth:`fetch` of a blob."""
+        return self.fetch("blob", uris, qualifiers, **options)
 
     def fetch_directory(
-        self,
-        uris: str | Sequence[str],
-        qualifiers: QualifierInput = (),
-        *,
-        timeout: float | None = None,
-        oldest_content_accepted: datetime.datetime | None = None,
+        self, uris: str | Sequence[str], qualifiers: QualifierInput = (), **options: Any
     ) -> Asset | None:
-        """The tree the server has for any of *uris* with *qualifiers*, or None
-        (see :meth:`fetch_blob`)."""
-        request = ra.FetchDirectoryRequest(
-            **self._fetch_fields(uris, qualifiers, timeout, oldest_content_accepted)
-        )
-        answer = self._fetch("FetchDirectory", request, ra.FetchDirectoryResponse)
-        if answer is None:
-            return None
-        return self._asset("directory", answer, answer.root_directory_digest, "FetchDirectory")
+        """:meth:`fetch` of a tree (the digest of its root ``Directory``)."""
+        return self.fetch("directory", uris, qualifiers, **options)
 
-    def push_blob(
+    def push(
         self,
+        kind: Kind,
         uris: str | Sequence[str],
         digest: Digest,
         qualifiers: QualifierInput = (),
@@ -137,27 +150,21 @@ class AssetClient:
         references_blobs: Iterable[Digest] = (),
         references_directories: Iterable[Digest] = (),
     ) -> None:
-        """Associate *uris* (with *qualifiers*) with the blob *digest*, which must
-        already be in the server's CAS with everything it references."""
+        """Associate *uris* (with *qualifiers*) with the blob or tree (*kind*)
+        *digest*, which must already be in the server's CAS with everything it
+        references."""
         fields = self._push_fields(uris, qualifiers, expire_at, references_blobs, references_directories)
-        request = ra.PushBlobRequest(blob_digest=digest.to_proto(), **fields)
-        self.channel.unary(PUSH, "PushBlob", request, ra.PushBlobResponse, digest=digest)
+        method, request_type, response_type, field = _PUSHES[kind]
+        request = request_type(**fields, **{field: digest.to_proto()})
+        self.channel.unary(PUSH, method, request, response_type, digest=digest)
 
-    def push_directory(
-        self,
-        uris: str | Sequence[str],
-        digest: Digest,
-        qualifiers: QualifierInput = (),
-        *,
-        expire_at: datetime.datetime | None = None,
-        references_blobs: Iterable[Digest] = (),
-        references_directories: Iterable[Digest] = (),
-    ) -> None:
-        """Associate *uris* with the tree whose root ``Directory`` is *digest*
-        (see :meth:`push_blob`)."""
-        fields = self._push_fields(uris, qualifiers, expire_at, references_blobs, references_directories)
-        request = ra.PushDirectoryRequest(root_directory_digest=digest.to_proto(), **fields)
-        self.channel.unary(PUSH, "PushDirectory", request, ra.PushDirectoryResponse, digest=digest)
+    def push_blob(self, uris: str | Sequence[str], digest: Digest, *args: Any, **options: Any) -> None:
+        """:meth:`push` of a blob."""
+        self.push("blob", uris, digest, *args, **options)
+
+    def push_directory(self, uris: str | Sequence[str], digest: Digest, *args: Any, **options: Any) -> None:
+        """:meth:`push` of a tree (the digest of its root ``Directory``)."""
+        self.push("directory", uris, digest, *args, **options)
 
     # -- helpers ---------------------------------------------------------------------
 

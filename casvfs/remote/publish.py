@@ -47,7 +47,7 @@ def fetch_asset(
 ) -> Asset | None:
     """The first answer of *clients*, in order, for *uris*; None if none has it."""
     for client in clients:
-        found = (client.fetch_directory if kind == "directory" else client.fetch_blob)(uris, qualifiers)
+        found = client.fetch(kind, uris, qualifiers)
         if found is not None:
             return found
     return None
@@ -68,8 +68,8 @@ def push_asset(store: LayeredStore, clients: Iterable[AssetClient], ref: Ref) ->
     reports = tuple(push_tree(client, store, digests) for client in store.remotes if client.spec.push)
     indexed = []
     for client in clients:
-        push = client.push_directory if ref.kind == "directory" else client.push_blob
-        push(
+        client.push(
+            ref.kind,
             ref.uri,
             ref.digest,
             ref.qualifiers,

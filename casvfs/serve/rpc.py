@@ -131,11 +131,14 @@ class Handlers:
         handler: Callable[[Request, grpc.ServicerContext], Reply],
     ) -> None:
         """Serve ``/SERVICE/METHOD`` with ``handler(request, context) -> reply``."""
+        self._single_reply(method, request_type, handler, grpc.unary_unary_rpc_method_handler)
 
-        def serve(request: Request, context: grpc.ServicerContext) -> Reply:
-            return self._run(method, context, lambda: handler(request, context))
+    def _single_reply(self, method: str, request_type: type[Message], handler: Any, kind: Any) -> None:
+        def serve(request: Any, context: grpc.ServicerContext) -> Message:
+            reply: Message = self._run(method, context, lambda: handler(request, context))
+            return reply
 
-        self._handlers[method] = grpc.unary_unary_rpc_method_handler(
+        self._handlers[method] = kind(
             serve, request_deserializer=request_type.FromString, response_serializer=_serialize
         )
 
@@ -171,13 +174,7 @@ class Handlers:
         handler: Callable[[Iterator[Request], grpc.ServicerContext], Reply],
     ) -> None:
         """Serve a request stream with ``handler(requests, context) -> reply``."""
-
-        def serve(requests: Iterator[Request], context: grpc.ServicerContext) -> Reply:
-            return self._run(method, context, lambda: handler(requests, context))
-
-        self._handlers[method] = grpc.stream_unary_rpc_method_handler(
-            serve, request_deserializer=request_type.FromString, response_serializer=_serialize
-        )
+        self._single_reply(method, request_type, handler, grpc.stream_unary_rpc_method_handler)
 
 
 def _serialize(message: Any) -> bytes:
