@@ -103,9 +103,9 @@ class StoreSpec:
         return RemoteConfig.load(self.config, self.project_config, extra=extra)
 
     def _layered(self) -> LayeredStore | None:
+        config = self.remote_config()  # first: it says when the remote extra is missing
         from casvfs.remote import LayeredStore
 
-        config = self.remote_config()
         return LayeredStore(self.open_local(), config) if config.storage_remotes else None
 
     def to_json(self) -> str:
