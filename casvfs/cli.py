@@ -539,6 +539,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         push_auth=args.push_auth,
         push_tokens=args.push_token_file,
         workers=args.workers,
+        fetch_allow=tuple(args.fetch_allow or ()),
     )
 
     def ready(server: Server) -> None:
@@ -855,6 +856,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-auth", action="store_true", help="only clients with a token or certificate may push"
     )
     command.add_argument("--push-token-file", metavar="FILE", help="tokens allowed to push, one per line")
+    command.add_argument(
+        "--fetch-allow",
+        action="append",
+        metavar="PREFIX",
+        help="fetch misses from origin for URIs under this prefix (repeatable; none by default)",
+    )
     command.add_argument(
         "--workers", type=int, default=4, help="threads answering calls (default 4; more for big uploads)"
     )

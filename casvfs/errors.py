@@ -44,6 +44,9 @@ REASON_READ_ONLY = "read-only"
 REASON_TOO_LARGE = "too-large"
 REASON_REF_NOT_FOUND = "ref-not-found"
 REASON_INCOMPLETE = "incomplete"
+REASON_ORIGIN_NOT_FOUND = "origin-not-found"
+REASON_ORIGIN_FAILED = "origin-failed"
+REASON_CHECKSUM_MISMATCH = "checksum-mismatch"
 
 
 class CasvfsError(Exception):
@@ -91,6 +94,11 @@ class ConfigError(CasvfsError, ValueError):
 class RefError(CasvfsError):
     """A named reference is missing (``ref-not-found``) or cannot be recorded
     because the content it names is not all in the store (``incomplete``)."""
+
+
+class OriginError(CasvfsError):
+    """Fetching from an origin (a URL, a git repository) failed: reason
+    ``origin-not-found``, ``origin-failed`` or ``checksum-mismatch``."""
 
 
 class MountError(CasvfsError):

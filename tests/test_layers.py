@@ -25,6 +25,7 @@ LAYERS = {
     "casvfs.store": 1,
     "casvfs.directory": 2,
     "casvfs.refs": 3,
+    "casvfs.origin": 3,
     "casvfs.remote": 3,
     "casvfs.stores": 3,
     "casvfs.fuse": 4,

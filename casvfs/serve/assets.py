@@ -27,12 +27,17 @@ from casvfs.protos import remote_asset_pb2 as ra
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.refs import Kind, Match, Qualifiers, Ref, make_qualifiers, newest_match, utc_now
 from casvfs.serve.cas import Authorize
+from casvfs.serve.fetching import OriginFetches
 from casvfs.serve.metrics import Metrics
 from casvfs.serve.rpc import Handlers, RpcFailure, check_digest_function, invalid, parse_digest
 
 FETCH = "build.bazel.remote.asset.v1.Fetch"
 PUSH = "build.bazel.remote.asset.v1.Push"
 
+ORIGIN_WAIT = 60.0
+"""Seconds a Fetch waits for the origin when the request names no timeout (the
+fetch goes on past it, for the next request)."""
+_ANSWER_MARGIN = 0.1
 MAX_URIS = 1000
 MAX_QUALIFIERS = 100
 MAX_REFERENCES = 100_000
@@ -74,6 +79,7 @@ class AssetService:
         naming another gets ``INVALID_ARGUMENT`` with a ``google.rpc.BadRequest``
         detail holding one ``FieldViolation`` per such qualifier.
     :param authorize_push: raises ``RpcFailure`` unless the caller may push.
+    :param origin: fetches misses from their origin, if given.
     """
 
     def __init__(
@@ -86,8 +92,10 @@ class AssetService:
         qualifiers: frozenset[str] | None,
         metrics: Metrics,
         authorize_push: Authorize,
+        origin: OriginFetches | None = None,
     ) -> None:
         self.references = references
+        self._origin = origin
         self._missing = missing
         self.instance = instance
         self.match: Match = match
@@ -137,7 +145,8 @@ class AssetService:
         self,
         kind: Kind,
         request: ra.FetchBlobRequest | ra.FetchDirectoryRequest,
-    ) -> tuple[Ref | None, str]:
+        context: grpc.ServicerContext,
+    ) -> tuple[Ref | None, status_pb2.Status]:
         asked = self._common(request.instance_name, request.uris, request.qualifiers, request.digest_function)
         oldest = (
             _moment(request.oldest_content_accepted) if request.HasField("oldest_content_accepted") else None
@@ -146,32 +155,40 @@ class AssetService:
             self.references.entries(request.uris), asked, match=self.match, kind=kind, oldest=oldest
         )
         if found is None:
-            self._metrics.misses.labels(kind, "unknown").inc()
-            return None, f"no {kind} asset matches {request.uris[0]!r} and the qualifiers given"
-        blobs, trees = found.content
-        gone = self._missing(blobs, trees)
-        if gone:
-            self._metrics.misses.labels(kind, "incomplete").inc()
-            return (
-                None,
-                f"the content of {found.uri!r} is no longer complete in the CAS ({len(gone)} blobs gone)",
-            )
-        self._metrics.hits.labels(kind).inc()
-        return found, ""
+            why, message = "unknown", f"no {kind} asset matches {request.uris[0]!r} and the qualifiers given"
+        else:
+            blobs, trees = found.content
+            gone = self._missing(blobs, trees)
+            if not gone:
+                self._metrics.hits.labels(kind).inc()
+                return found, status_pb2.Status(code=0)
+            why = "incomplete"
+            message = f"the content of {found.uri!r} is no longer all in the CAS ({len(gone)} blobs gone)"
+        if self._origin is None:
+            self._metrics.misses.labels(kind, why).inc()
+            return None, status_pb2.Status(code=_NOT_FOUND, message=message)
+        wait = request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else ORIGIN_WAIT
+        remaining = context.time_remaining()
+        if remaining is not None:
+            wait = min(wait, remaining - _ANSWER_MARGIN)
+        fetched, status = self._origin.fetch(kind, request.uris, asked, wait)
+        self._metrics.origin.labels(
+            kind, grpc.StatusCode.OK.name if fetched else _code_name(status.code)
+        ).inc()
+        return fetched, status
 
     def fetch_blob(self, request: ra.FetchBlobRequest, context: grpc.ServicerContext) -> ra.FetchBlobResponse:
-        found, why = self._fetch("blob", request)
+        found, status = self._fetch("blob", request, context)
         if found is None:
-            return ra.FetchBlobResponse(status=status_pb2.Status(code=_NOT_FOUND, message=why))
-        answer = ra.FetchBlobResponse(blob_digest=found.digest.to_proto(), **_answer(found))
-        return answer
+            return ra.FetchBlobResponse(status=status, uri=request.uris[0])
+        return ra.FetchBlobResponse(blob_digest=found.digest.to_proto(), **_answer(found))
 
     def fetch_directory(
         self, request: ra.FetchDirectoryRequest, context: grpc.ServicerContext
     ) -> ra.FetchDirectoryResponse:
-        found, why = self._fetch("directory", request)
+        found, status = self._fetch("directory", request, context)
         if found is None:
-            return ra.FetchDirectoryResponse(status=status_pb2.Status(code=_NOT_FOUND, message=why))
+            return ra.FetchDirectoryResponse(status=status, uri=request.uris[0])
         return ra.FetchDirectoryResponse(root_directory_digest=found.digest.to_proto(), **_answer(found))
 
     # -- Push -----------------------------------------------------------------------
@@ -218,6 +235,10 @@ class AssetService:
         self._authorize_push(context)
         self._push("directory", request, request.root_directory_digest, "root_directory_digest")
         return ra.PushDirectoryResponse()
+
+
+def _code_name(code: int) -> str:
+    return next((item.name for item in grpc.StatusCode if item.value[0] == code), str(code))
 
 
 def _answer(found: Ref) -> dict[str, Any]:

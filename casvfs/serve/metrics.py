@@ -41,6 +41,10 @@ class Metrics:
         self.refused = Counter(
             "casvfs_serve_asset_pushes_refused", "Pushes refused", ["kind", "why"], registry=self.registry
         )
+        self.origin = Counter(
+            "casvfs_serve_origin_fetches", "Fetches from origin, by outcome", ["kind", "code"],
+            registry=self.registry,
+        )  # fmt: skip
         self.bytes = Counter(
             "casvfs_serve_bytes", "Blob bytes moved through the CAS services", ["direction"],
             registry=self.registry,

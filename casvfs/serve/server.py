@@ -29,12 +29,14 @@ import grpc
 
 from casvfs.digest import Digest
 from casvfs.errors import REASON_INVALID_CONFIG, ConfigError
-from casvfs.refs import Match, RefIndex, missing_in, missing_in_store
+from casvfs.refs import Kind, Match, RefIndex, missing_in, missing_in_store
 from casvfs.remote.actioncache import ActionCacheClient
 from casvfs.remote.client import CasClient
 from casvfs.remote.config import RemoteSpec
+from casvfs.remote.transfer import push_tree
 from casvfs.serve.assets import AssetService, Missing, References
 from casvfs.serve.cas import MAX_BATCH_BYTES, CasService
+from casvfs.serve.fetching import OriginFetches
 from casvfs.serve.metrics import Metrics
 from casvfs.serve.references import ActionCacheReferences
 from casvfs.serve.rpc import RpcFailure
@@ -74,6 +76,8 @@ class ServeConfig:
         clients on 2 cores, 4 workers served 2,700-4,900 Fetches/s and 16 workers
         1,800-1,900/s. A call streaming a big blob holds its worker for the whole
         transfer: a server taking many such transfers at once wants more.
+    :param fetch_allow: URL prefixes a Fetch miss may be fetched from (origin
+        fetching: downloads, archives, git); none by default.
     """
 
     store: str
@@ -90,6 +94,7 @@ class ServeConfig:
     push_auth: bool = False
     push_tokens: str | None = None
     workers: int = 4
+    fetch_allow: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_BACKENDS:
@@ -106,6 +111,8 @@ class ServeConfig:
             raise _invalid("client certificates need TLS (a server certificate and key)")
         if self.push_auth and self.push_tokens is None and self.tls_client_ca is None:
             raise _invalid("push authentication needs a token file or client certificates (TLS)")
+        if any(not prefix for prefix in self.fetch_allow):
+            raise _invalid("an empty --fetch-allow prefix would allow every URL")
         if self.workers < 1:
             raise _invalid("a server needs at least one worker thread")
 
@@ -170,6 +177,7 @@ class Server:
         handlers: list[grpc.GenericRpcHandler[Any, Any]] = []
         missing: Missing
         references: References
+        publish: Callable[[Kind, Digest], None] | None = None
         if config.remote is None:
             cas = CasService(store, instance=config.instance, metrics=self.metrics, authorize_write=guard)
             handlers += cas.handlers()
@@ -185,12 +193,21 @@ class Server:
             def missing(blobs: Sequence[Digest], trees: Sequence[Digest]) -> list[Digest]:
                 return missing_in(blobs, trees, find_missing=client.find_missing, directories=client.get_tree)
 
+            def publish(kind: Kind, digest: Digest) -> None:
+                # what was fetched into the local store goes where content is checked
+                wanted = store.tree_blobs(digest, directories=True) if kind == "directory" else [digest]
+                push_tree(client, store, wanted)
+
             if config.references == "action-cache":
                 action_cache = ActionCacheClient(config.remote)
                 self._closers.append(action_cache.close)
                 references = ActionCacheReferences(action_cache)
             else:
                 references = RefIndex.of_store(store)
+        origin = None
+        if config.fetch_allow:
+            origin = OriginFetches(store, config.fetch_allow, references.record, publish=publish)
+            self._closers.append(origin.close)
         assets = AssetService(
             references,
             missing,
@@ -199,6 +216,7 @@ class Server:
             qualifiers=config.qualifiers,
             metrics=self.metrics,
             authorize_push=guard,
+            origin=origin,
         )
         return handlers + assets.handlers()
 
