@@ -520,6 +520,45 @@ def _cmd_asset_push(args: argparse.Namespace) -> None:
         print(f"{url}: {ref.uri} -> {ref.digest}")
 
 
+def _cmd_source_fetch(args: argparse.Namespace) -> None:
+    from casvfs.origin import Integrity
+    from casvfs.remote.publish import asset_clients
+    from casvfs.remote.sources import fetch_source
+
+    spec = _spec(args)
+    qualifiers = dict(_qualifiers(args))
+    if args.sha256 or args.sri:
+        qualifiers["checksum.sri"] = str(
+            Integrity.sha256_hex(args.sha256) if args.sha256 else Integrity.parse(args.sri)
+        )
+    config = spec.remote_config() if spec.has_remotes else None
+    clients = asset_clients(config) if config is not None and config.index_remotes else []
+    pushers = [client for client in clients if client.spec.push]
+    if args.push and not pushers:
+        pushers = asset_clients(config, push=True) if config is not None else []
+        if not pushers:
+            raise ValueError("--push needs a remote (type all or index) to push to")
+    store = spec.open()
+    with _Bar(args, "fetching") as bar:
+        fetched = fetch_source(
+            store,
+            RefIndex.of_store(spec.open_local()),
+            clients,
+            args.uri,
+            make_qualifiers(qualifiers),
+            kind="directory" if args.directory else "blob",
+            names=args.name or (),
+            push=pushers,
+            full=args.full,
+            progress=lambda size: bar(0, size),
+        )
+    if args.json:
+        _print_json({"digest": str(fetched.digest), "found": fetched.found.value,
+                     "pushed": asdict(fetched.pushed) if fetched.pushed else None})  # fmt: skip
+    else:
+        print(fetched.digest)
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from casvfs.remote.config import RemoteSpec
     from casvfs.serve import ServeConfig, Server, serve
@@ -813,6 +852,34 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("digest", nargs="?", help="push this instead of the local reference's digest")
     command.add_argument("--blob", action="store_true", help="DIGEST is a blob, not the root of a tree")
     qualifier_option(command, "the asset's qualifier (with no DIGEST: which local reference)")
+    json_option(command)
+
+    command = verb(
+        "source", "a source cache: fetch sources from the index remotes, else from origin", _no_verb
+    )
+    sources = command.add_subparsers(dest="source_command", required=True, metavar="ACTION", help="fetch")
+    command = verb_in(
+        sources,
+        "fetch",
+        "get a source by URL: from a local reference, an index remote, else its origin (pushed with --push)",
+        _cmd_source_fetch,
+    )
+    command.add_argument("uri", help="where the source comes from (http, https, file; git with --directory)")
+    command.add_argument(
+        "--directory", action="store_true", help="a tree (an archive unpacked, a git commit)"
+    )
+    checks = command.add_mutually_exclusive_group()
+    checks.add_argument("--sha256", metavar="HEX", help="the content's SHA-256 (for a tree: the archive's)")
+    checks.add_argument("--sri", metavar="SRI", help="a checksum.sri value (sha256/384/512, several allowed)")
+    qualifier_option(command, "a qualifier: directory=SUBDIR, vcs.commit=SHA, vcs.branch=NAME")
+    command.add_argument(
+        "--name",
+        action="append",
+        metavar="NAME",
+        help="also record it under this name (e.g. a BuildStream URN)",
+    )
+    command.add_argument("--push", action="store_true", help="push what was fetched from origin")
+    command.add_argument("--full", action="store_true", help="on a remote hit, pull every file now")
     json_option(command)
 
     command = verb(

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from casvfs import LocalStore, MemoryStore
+from casvfs import Digest, LocalStore, MemoryStore
 from casvfs.directory.ingest import import_host_tree
 from casvfs.errors import REASON_CHECKSUM_MISMATCH, REASON_ORIGIN_NOT_FOUND, OriginError
 from casvfs.origin import Integrity, download, fetch_git
@@ -213,3 +213,60 @@ def test_without_fetch_allow_a_miss_is_not_found(origin: Origin, tmp_path: Path)
     with running_serve(tmp_path / "plain") as plain:
         assert AssetClient(RemoteSpec(plain.url)).fetch_blob(origin.url + "blob.bin") is None
     assert origin.count("/blob.bin") == 0
+
+
+def test_seed_000_one_server_becomes_everyones_mirror(origin: Origin, files: Path, tmp_path: Path) -> None:
+    """Machine A fetches a source from origin and pushes it; machine B gets it
+    from the server without touching the origin; both have it by name."""
+    import json
+    import os
+    import sys
+
+    from peers.casd import REPO
+
+    url = origin.url + "pkg.tar.gz"
+    sha = hashlib.sha256((files / "pkg.tar.gz").read_bytes()).hexdigest()
+    urn = "urn:fdc:buildstream.build:2020:source:tar/" + sha[:16]
+
+    def casvfs(store: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "casvfs.cli", "--store", str(tmp_path / store), *args],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )  # fmt: skip
+        assert (done.returncode == 0) == ok, done.stderr
+        return done
+
+    with running_serve(tmp_path / "mirror") as mirror:
+        fetch = [
+            "--remote",
+            mirror.url,
+            "source",
+            "fetch",
+            url,
+            "--directory",
+            "--sha256",
+            sha,
+            "--name",
+            urn,
+        ]
+        first = json.loads(casvfs("a", *fetch, "--push", "--json").stdout)
+        assert first["found"] == "origin" and first["pushed"]["indexed"] == [mirror.url]
+        assert origin.count("/pkg.tar.gz") == 1
+        names = {ref.uri for ref in RefIndex.of_store(LocalStore(mirror.store)).by_prefix()}
+        assert names == {url, urn}
+        second = json.loads(casvfs("b", *fetch, "--json").stdout)
+        assert second == {"digest": first["digest"], "found": "remote", "pushed": None}
+        assert origin.count("/pkg.tar.gz") == 1
+        assert casvfs("b", "--remote", mirror.url, "cat", urn, "pkg/README").stdout == "hello"
+        assert json.loads(casvfs("b", *fetch, "--json").stdout)["found"] == "local"
+        # by the URN alone, from another machine: the name BuildStream would ask for
+        third = json.loads(
+            casvfs("c", "--remote", mirror.url, "source", "fetch", urn, "--directory", "--json").stdout
+        )
+        assert third["found"] == "remote" and third["digest"] == first["digest"]
+    # no remote at all: origin, recorded locally; a wrong checksum records nothing
+    alone = casvfs("d", "source", "fetch", (files / "blob.bin").as_uri(), "--sri", _sri(BLOB)).stdout.strip()
+    assert LocalStore(tmp_path / "d").read_bytes(Digest.parse(alone)) == BLOB
+    bad = casvfs("e", "source", "fetch", (files / "blob.bin").as_uri(), "--sha256", "00" * 32, ok=False)
+    assert "does not match" in bad.stderr
+    assert RefIndex.of_store(LocalStore(tmp_path / "e")).by_prefix() == []
