@@ -559,6 +559,43 @@ def _cmd_source_fetch(args: argparse.Namespace) -> None:
         print(fetched.digest)
 
 
+def _cmd_gc(args: argparse.Namespace) -> None:
+    from casvfs.gc import collect, disk_quota
+
+    store = _spec(args).open_local()
+    report = collect(
+        store,
+        grace=parse_duration(args.grace).total_seconds(),
+        quota_high=disk_quota(store, args.quota_high) if args.quota_high else None,
+        quota_low=disk_quota(store, args.quota_low) if args.quota_low else None,
+        dry_run=args.dry_run,
+    )
+    if args.json:
+        _print_json(asdict(report))
+        return
+    verb = "would remove" if report.dry_run else "removed"
+    print(
+        f"{verb} {report.removed} of {report.objects} objects "
+        f"({report.freed_bytes} of {report.bytes} bytes); "
+        f"{report.reachable} reached from {report.roots} roots, {report.kept_young} kept as recently used"
+        + (f"; {report.missing} named but not in the store" if report.missing else "")
+    )
+
+
+def _cmd_stats(args: argparse.Namespace) -> None:
+    from casvfs.gc import store_stats
+
+    stats = store_stats(_spec(args).open_local())
+    if args.json:
+        _print_json(asdict(stats))
+    else:
+        print(
+            f"{stats.objects} objects, {stats.bytes} bytes; {stats.live_refs} live references "
+            f"({stats.refs} recorded) naming {stats.trees} trees; {stats.reachable_bytes} bytes reachable, "
+            f"{stats.reclaimable_bytes} reclaimable"
+        )
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from casvfs.remote.config import RemoteSpec
     from casvfs.serve import ServeConfig, Server, serve
@@ -932,6 +969,22 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument(
         "--workers", type=int, default=4, help="threads answering calls (default 4; more for big uploads)"
     )
+
+    command = verb("gc", "remove what no reference, live mount or recent use reaches", _cmd_gc)
+    command.add_argument(
+        "--grace", default="1h", metavar="DURATION", help="keep whatever was used this recently (default 1h)"
+    )
+    command.add_argument(
+        "--quota-high", metavar="SIZE", help="only collect above this size (10G, or 80%% of the disk)"
+    )
+    command.add_argument(
+        "--quota-low", metavar="SIZE", help="then down to this size (default: the high quota)"
+    )
+    command.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    json_option(command)
+
+    command = verb("stats", "what the store holds: objects, bytes, references, reclaimable bytes", _cmd_stats)
+    json_option(command)
 
     command = verb("fsck", "verify every object of the local store, or that trees are complete", _cmd_fsck)
     command.add_argument(

@@ -26,6 +26,7 @@ LAYERS = {
     "casvfs.directory": 2,
     "casvfs.refs": 3,
     "casvfs.origin": 3,
+    "casvfs.gc": 3,
     "casvfs.remote": 3,
     "casvfs.stores": 3,
     "casvfs.fuse": 4,

@@ -99,6 +99,10 @@ class CasOperations(pyfuse3.Operations):
         self._next_handle = 1
         self._uid = os.getuid()
         self._gid = os.getgid()
+        # the mounted tree, and each capture of it, stay rooted while the mount lives
+        self._roots = store.live_roots()
+        self._root_record = self._roots.register(root) if self._roots is not None else None
+        self._rooted = {root}
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -316,8 +320,11 @@ class CasOperations(pyfuse3.Operations):
             await trio.to_thread.run_sync(os.close, handle.fd)
 
     def close_files(self) -> None:
-        """Close what the mount kept open (called once the mount is gone)."""
+        """Close what the mount kept open and release its live roots (called once
+        the mount is gone)."""
         self._blob_files.close_all()
+        if self._roots is not None and self._root_record is not None:
+            self._roots.release(self._root_record)
 
     # flush is left to pyfuse3's ENOSYS: the kernel then stops sending it, which
     # saves a round trip on every close (there is nothing to report at close).
@@ -450,7 +457,11 @@ class CasOperations(pyfuse3.Operations):
 
     async def get_digest(self) -> Digest:
         """The digest of the tree as the mount shows it now (see :mod:`casvfs.fuse.capture`)."""
-        return await capture_digest(self.table, self.store)
+        digest = await capture_digest(self.table, self.store)
+        if self._roots is not None and self._root_record is not None and digest not in self._rooted:
+            self._rooted.add(digest)
+            await trio.to_thread.run_sync(self._roots.add, self._root_record, digest)
+        return digest
 
 
 def _create_empty(path: str) -> None:

@@ -30,6 +30,7 @@ from casvfs.remote.config import RemoteConfig, RemoteSpec
 from casvfs.remote.fetcher import BlobFetcher
 from casvfs.remote.transfer import PushReport, in_chunks, push_tree, tree_from_remote, walk_fetching
 from casvfs.store.base import ContentStore, Progress
+from casvfs.store.roots import LiveRoots
 from casvfs.store.statcache import StatCache
 
 log = logging.getLogger("casvfs.remote")
@@ -119,6 +120,9 @@ class LayeredStore(ContentStore):
 
     def stat_cache(self) -> StatCache | None:
         return self.local.stat_cache()
+
+    def live_roots(self) -> LiveRoots | None:
+        return self.local.live_roots()
 
     def scratch_space(self) -> str | None:
         return self.local.scratch_space()

@@ -13,6 +13,7 @@ from google.protobuf.message import DecodeError
 from casvfs.digest import Digest, digest_bytes, digest_message, serialize_message
 from casvfs.errors import REASON_BLOB_CORRUPT, REASON_INVALID_DIRECTORY, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
+from casvfs.store.roots import LiveRoots
 from casvfs.store.statcache import StatCache
 from casvfs.store.validation import validate_directory
 
@@ -93,6 +94,11 @@ class ContentStore(abc.ABC):
     def scratch_space(self) -> str | None:
         """The directory where mounts of this store keep written files (on the
         store's file system), or None for the system's temporary directory."""
+        return None
+
+    def live_roots(self) -> LiveRoots | None:
+        """Where processes record the trees they use right now (mounts), so that
+        garbage collection keeps them; None for a store that collects none."""
         return None
 
     def stat_cache(self) -> StatCache | None:

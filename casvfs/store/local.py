@@ -23,6 +23,7 @@ from casvfs.errors import (
     os_errors,
 )
 from casvfs.store.base import ContentStore
+from casvfs.store.roots import LiveRoots
 from casvfs.store.scratch import reclaim_scratch
 from casvfs.store.statcache import StatCache
 from casvfs.timestamps import ARBITRARY_TIMESTAMP
@@ -38,6 +39,11 @@ _SMALL_FILE = 1 << 20
 # last read fails instead of returning the end of a corrupt blob.
 _VERIFY_WHOLE = 4 << 20
 _STALE_TMP_SECONDS = 3600
+TOUCH_SECONDS = 60
+"""An object's last use (its atime, which the store sets itself: mounts may be
+``noatime``) is refreshed when it is found, read or deduplicated against, at most
+once in this many seconds; garbage collection keeps anything used within its
+grace period, which is therefore never shorter."""
 # Writers spread their temp files over this many directories: threads creating
 # files in one shared directory contend on its lock (measured 2x slower with two
 # threads on ext4).
@@ -132,6 +138,10 @@ class LocalStore(ContentStore):
         """``scratch/`` in the store: copy-on-write mounts write there."""
         return os.path.join(self.root, "scratch")
 
+    def live_roots(self) -> LiveRoots:
+        """``roots/`` in the store (see :class:`~casvfs.store.roots.LiveRoots`)."""
+        return LiveRoots(self.root)
+
     def stat_cache(self) -> StatCache:
         """The store's stat cache (host file identity -> digest), shared by imports."""
         with self._stat_cache_lock:
@@ -140,8 +150,15 @@ class LocalStore(ContentStore):
             return self._stat_cache
 
     def has(self, digest: Digest) -> bool:
+        path = self.object_path(digest)
         try:
-            return _as_written(os.stat(self.object_path(digest)), digest)
+            st = os.stat(path)
+            if not _as_written(st, digest):
+                return False
+            # found (by an import about to reuse it, by FindMissingBlobs): in use; if
+            # garbage collection took it meanwhile, it is missing
+            _touch(path, st)
+            return True
         except OSError:
             return False
 
@@ -166,11 +183,14 @@ class LocalStore(ContentStore):
     def _object_fd(self, digest: Digest) -> int:
         """A read-only descriptor of the object file; ``blob-missing`` if absent."""
         try:
-            return os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.object_path(digest), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
         except OSError as error:
             raise os_error(error, f"cannot read blob {digest}", kind=StoreError) from None
+        with contextlib.suppress(OSError):
+            _touch(fd, os.fstat(fd))
+        return fd
 
     def _read_object(self, digest: Digest) -> bytes:
         """The object file's bytes, read with as few calls as the kernel allows: one
@@ -250,7 +270,8 @@ class LocalStore(ContentStore):
         try:
             if self.fsync:
                 os.fsync(fd)
-            os.utime(fd, (ARBITRARY_TIMESTAMP, ARBITRARY_TIMESTAMP))
+            # the mtime is every object's (links carry it); the atime is its last use
+            os.utime(fd, (time.time(), ARBITRARY_TIMESTAMP))
             os.close(fd)
             fd = -1
             os.rename(tmp, target)
@@ -411,6 +432,68 @@ class LocalStore(ContentStore):
             for name in sorted(os.listdir(os.path.join(self._objects, shard))):
                 yield os.path.relpath(os.path.join(self._objects, shard, name), self.root), shard + name
 
+    def tidy(self, *, stale_after: float = _STALE_TMP_SECONDS) -> list[str]:
+        """Remove what crashes and older versions leave: temporary files unchanged
+        for *stale_after* seconds, the scratch directories of dead mounts, and the
+        executable twins old versions made for linked exports; return their paths
+        (relative to the store)."""
+        removed = []
+        with os_errors(f"cannot tidy the store at {self.root}", kind=StoreError):
+            cutoff = time.time() - stale_after
+            for dirpath, _dirnames, filenames in os.walk(self._tmp):
+                for name in sorted(filenames):
+                    path = os.path.join(dirpath, name)
+                    # a writer may publish (rename away) its temp file at any moment; its
+                    # age is the ctime, which a writer cannot set back (it stamps the
+                    # mtime of every temp file to 2011 before publishing it)
+                    with contextlib.suppress(FileNotFoundError):
+                        if os.lstat(path).st_ctime < cutoff:
+                            os.unlink(path)
+                            removed.append(os.path.relpath(path, self.root))
+            removed += [os.path.relpath(path, self.root) for path in reclaim_scratch(self.scratch_space())]
+            if os.path.isdir(self._exec):
+                # executable twins of objects, made by versions that hard-linked
+                # executables: nothing uses them any more
+                removed.append(os.path.relpath(self._exec, self.root) + "/")
+                shutil.rmtree(self._exec)
+        return removed
+
+    def object_uses(self) -> Iterator[tuple[str, int, float]]:
+        """Every object as ``(hash, size, last use)``, the last use being the
+        time it was written, found, read or deduplicated against (atime)."""
+        for _relative, name in self.iter_objects():
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(os.path.join(self._objects, name[:2], name[2:]))
+                yield name, st.st_size, st.st_atime
+
+    def remove_unused(self, name: str, *, used_since: float) -> int:
+        """Remove the object whose hash is *name* unless it was used at or after
+        *used_since*; return the bytes freed (0 if it stays or is gone).
+
+        Safe beside writers and readers: the object is first moved aside, then its
+        last use checked again; one found or deduplicated against in between (its
+        atime refreshed, or the move making it missing, so it is written again) is
+        put back."""
+        path = os.path.join(self._objects, name[:2], name[2:])
+        aside = os.path.join(self.root, "trash", f"{name}.{os.getpid()}.{threading.get_ident()}")
+        with os_errors(f"cannot remove object {name}", kind=StoreError):
+            os.makedirs(os.path.dirname(aside), exist_ok=True)
+            try:
+                if os.lstat(path).st_atime >= used_since:
+                    return 0
+                os.rename(path, aside)
+            except FileNotFoundError:
+                return 0
+            st = os.lstat(aside)
+            if st.st_atime >= used_since:
+                # used while it was being moved: back, unless written again meanwhile
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)
+                os.unlink(aside)
+                return 0
+            os.unlink(aside)
+            return st.st_size
+
     def fsck(
         self,
         *,
@@ -462,25 +545,7 @@ class LocalStore(ContentStore):
                     self.quarantine(Digest(expected, os.stat(path).st_size))
                     report.removed.append(relative)
         if repair:
-            cutoff = time.time() - stale_after
-            for dirpath, _dirnames, filenames in os.walk(self._tmp):
-                for name in sorted(filenames):
-                    path = os.path.join(dirpath, name)
-                    # a writer may publish (rename away) its temp file at any moment; its
-                    # age is the ctime, which a writer cannot set back (it stamps the
-                    # mtime of every temp file to 2011 before publishing it)
-                    with contextlib.suppress(FileNotFoundError):
-                        if os.lstat(path).st_ctime < cutoff:
-                            os.unlink(path)
-                            report.removed.append(os.path.relpath(path, self.root))
-            report.removed += [
-                os.path.relpath(path, self.root) for path in reclaim_scratch(self.scratch_space())
-            ]
-            if os.path.isdir(self._exec):
-                # executable twins of objects, made by versions that hard-linked
-                # executables: nothing uses them any more
-                report.removed.append(os.path.relpath(self._exec, self.root) + "/")
-                shutil.rmtree(self._exec)
+            report.removed += self.tidy(stale_after=stale_after)
         report.quarantined = sorted(
             os.path.relpath(os.path.join(self._quarantine, name), self.root)
             for name in os.listdir(self._quarantine)
@@ -493,6 +558,14 @@ def _as_written(st: os.stat_result, digest: Digest) -> bool:
     a hard link changes its mtime (or size), so this catches it for the price of a
     stat (content is verified when read)."""
     return st.st_size == digest.size_bytes and st.st_mtime == ARBITRARY_TIMESTAMP
+
+
+def _touch(target: str | int, st: os.stat_result) -> None:
+    """Refresh an object's last use (its atime) if it is older than
+    :data:`TOUCH_SECONDS`, keeping the mtime links carry."""
+    now = time.time()
+    if st.st_atime < now - TOUCH_SECONDS:
+        os.utime(target, (now, ARBITRARY_TIMESTAMP))
 
 
 def _digest_fd(fd: int) -> Digest:

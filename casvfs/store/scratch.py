@@ -34,14 +34,15 @@ def reclaim_scratch(base: str) -> list[str]:
         names = sorted(os.listdir(base)) if os.path.isdir(base) else []
     for name in names:
         owner = name[len(PREFIX) :].split("-", 1)[0]
-        if name.startswith(PREFIX) and owner.isdigit() and not _alive(int(owner)):
+        if name.startswith(PREFIX) and owner.isdigit() and not process_alive(int(owner)):
             path = os.path.join(base, name)
             shutil.rmtree(path, ignore_errors=True)
             reclaimed.append(path)
     return reclaimed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process *pid* is running (a zombie is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
