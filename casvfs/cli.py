@@ -35,7 +35,7 @@ from casvfs.errors import (
     RefError,
 )
 from casvfs.refs import Kind, Ref, RefIndex, make_qualifiers, parse_duration, parse_qualifier, utc_now
-from casvfs.store import ContentStore, DigestOnlyStore, expanded_size
+from casvfs.store import ContentStore, DigestOnlyStore, LocalStore, expanded_size
 from casvfs.stores import StoreSpec, default_config_file, default_store_dir
 
 log = logging.getLogger("casvfs")
@@ -560,20 +560,22 @@ def _cmd_source_fetch(args: argparse.Namespace) -> None:
 
 
 def _cmd_gc(args: argparse.Namespace) -> None:
-    from casvfs.gc import collect, disk_quota
+    from casvfs.gc import collect
 
     store = _spec(args).open_local()
     report = collect(
         store,
         grace=parse_duration(args.grace).total_seconds(),
-        quota_high=disk_quota(store, args.quota_high) if args.quota_high else None,
-        quota_low=disk_quota(store, args.quota_low) if args.quota_low else None,
+        quota_high=_quota(store.root, args.quota_high),
+        quota_low=_quota(store.root, args.quota_low),
         dry_run=args.dry_run,
     )
     if args.json:
         _print_json(asdict(report))
         return
     verb = "would remove" if report.dry_run else "removed"
+    for name in report.listed:
+        print(f"would remove {name}")
     print(
         f"{verb} {report.removed} of {report.objects} objects "
         f"({report.freed_bytes} of {report.bytes} bytes); "
@@ -596,6 +598,12 @@ def _cmd_stats(args: argparse.Namespace) -> None:
         )
 
 
+def _quota(store: str, text: str | None) -> int | None:
+    from casvfs.gc import disk_quota
+
+    return disk_quota(LocalStore(store), text) if text else None
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from casvfs.remote.config import RemoteSpec
     from casvfs.serve import ServeConfig, Server, serve
@@ -616,6 +624,9 @@ def _cmd_serve(args: argparse.Namespace) -> None:
         push_tokens=args.push_token_file,
         workers=args.workers,
         fetch_allow=tuple(args.fetch_allow or ()),
+        gc_quota_high=_quota(args.store, args.gc_quota_high),
+        gc_quota_low=_quota(args.store, args.gc_quota_low),
+        gc_interval=parse_duration(args.gc_interval).total_seconds(),
     )
 
     def ready(server: Server) -> None:
@@ -960,6 +971,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--push-auth", action="store_true", help="only clients with a token or certificate may push"
     )
     command.add_argument("--push-token-file", metavar="FILE", help="tokens allowed to push, one per line")
+    command.add_argument(
+        "--gc-quota-high", metavar="SIZE", help="collect garbage above this size (10G, 80%%)"
+    )
+    command.add_argument("--gc-quota-low", metavar="SIZE", help="down to this size (default: the high quota)")
+    command.add_argument(
+        "--gc-interval", default="10m", metavar="DURATION", help="how often to look (default 10m)"
+    )
     command.add_argument(
         "--fetch-allow",
         action="append",

@@ -131,10 +131,13 @@ for source in sys.argv[3:]:
 """
 
 
-def test_gc_in_a_loop_beside_three_importing_processes_keeps_every_reference_complete(tmp_path: Path) -> None:
+def test_gc_in_a_loop_beside_three_importing_processes_keeps_every_reference_complete(
+    tmp_path: Path, mountpoint: Path
+) -> None:
     """The dangerous case: old unrooted objects that the importers deduplicate
     against while gc removes old unrooted objects (each import reuses content
-    already in the store, unrooted and last used two hours ago)."""
+    already in the store, unrooted and last used two hours ago), and a mount of
+    an old unrooted tree read all along."""
     store_dir = tmp_path / "store"
     store = LocalStore(store_dir)
     rng = random.Random(7)
@@ -147,9 +150,13 @@ def test_gc_in_a_loop_beside_three_importing_processes_keeps_every_reference_com
             build_host(str(source), files)  # type: ignore[arg-type]
             import_host_tree(store, str(source))
             sources[n].append(str(source))
+    build_host(str(tmp_path / "mounted"), {f"m{i}": rng.randbytes(500) for i in range(40)})
+    mounted = import_host_tree(store, str(tmp_path / "mounted"))
     _age(store)
     go = tmp_path / "go"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "casvfs.cli", "--store", str(store_dir)]
+    subprocess.run([*cli, "mount", str(mounted), str(mountpoint), "--background"], check=True, env=env)
     workers = [
         subprocess.Popen([sys.executable, "-c", IMPORTER, str(store_dir), str(go), *mine], env=env)
         for mine in sources
@@ -157,9 +164,15 @@ def test_gc_in_a_loop_beside_three_importing_processes_keeps_every_reference_com
     time.sleep(1.0)  # the importers are up, waiting
     go.touch()
     rounds = 0
-    while any(worker.poll() is None for worker in workers) or rounds < 3:
-        collect(LocalStore(store_dir), grace=MIN_GRACE)
-        rounds += 1
+    try:
+        while any(worker.poll() is None for worker in workers) or rounds < 3:
+            collect(LocalStore(store_dir), grace=MIN_GRACE)
+            name = f"m{rounds % 40}"
+            assert (mountpoint / name).read_bytes() == (tmp_path / "mounted" / name).read_bytes()
+            rounds += 1
+        assert _complete(store, mounted)
+    finally:
+        subprocess.run([*cli, "umount", str(mountpoint)], env=env, capture_output=True, check=False)
     assert all(worker.wait() == 0 for worker in workers)
     refs = RefIndex.of_store(store).by_prefix()
     assert len(refs) == 24

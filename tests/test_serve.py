@@ -451,3 +451,26 @@ def test_asset_commands_with_an_index_and_a_storage_remote(tmp_path: Path) -> No
             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
         )  # fmt: skip
         assert code.returncode == 1 and "no remote has a directory asset" in code.stderr
+
+
+def test_automatic_gc_frees_what_no_asset_needs_above_the_quota(tmp_path: Path) -> None:
+    from casvfs import ARBITRARY_TIMESTAMP
+
+    store_dir = tmp_path / "gc-store"
+    store = LocalStore(store_dir)
+    unrooted = _tree(store, {"old": b"nobody names this" * 100}).get_digest()
+    for relative, _name in store.iter_objects():
+        os.utime(store_dir / relative, (time.time() - 7200, ARBITRARY_TIMESTAMP))
+    arguments = ("--gc-quota-high", "1", "--gc-interval", "0.5s", "--metrics-port", "0")
+    with running_serve(tmp_path / "gc", *arguments, store=store_dir) as served:
+        _pushed(tmp_path, served.url, "urn:kept", {})
+        deadline = time.monotonic() + 20
+        # polled without has(), which would count as a use and keep it
+        while os.path.exists(store.object_path(unrooted)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not os.path.exists(store.object_path(unrooted))
+        assert AssetClient(RemoteSpec(served.url)).fetch_directory("urn:kept") is not None  # complete still
+        assert served.metrics_url is not None
+        text = urllib.request.urlopen(served.metrics_url, timeout=10).read().decode()
+        freed = [line for line in text.splitlines() if line.startswith("casvfs_serve_gc_freed_bytes_total ")]
+        assert freed and float(freed[0].split()[1]) > 0

@@ -52,6 +52,8 @@ class GcReport:
     """Unreachable objects kept because they were used within the grace period."""
     missing: int = 0
     """Objects the roots name that the store does not hold (a partial store)."""
+    listed: list[str] = field(default_factory=list)
+    """With ``dry_run``: the hashes of the objects that would be removed."""
     tidied: list[str] = field(default_factory=list)
     """Stale temporary files, dead mounts' scratch and old twins removed."""
     seconds: float = 0.0
@@ -145,6 +147,8 @@ def collect(
         ):
             break
         freed = size if dry_run else store.remove_unused(name, used_since=used_since)
+        if dry_run:
+            report.listed.append(name)
         if freed or dry_run:
             report.removed += 1
             report.freed_bytes += freed

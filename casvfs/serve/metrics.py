@@ -45,6 +45,11 @@ class Metrics:
             "casvfs_serve_origin_fetches", "Fetches from origin, by outcome", ["kind", "code"],
             registry=self.registry,
         )  # fmt: skip
+        self.gc_freed = Counter(
+            "casvfs_serve_gc_freed_bytes",
+            "Bytes freed by automatic garbage collection",
+            registry=self.registry,
+        )
         self.bytes = Counter(
             "casvfs_serve_bytes", "Blob bytes moved through the CAS services", ["direction"],
             registry=self.registry,

@@ -29,6 +29,7 @@ import grpc
 
 from casvfs.digest import Digest
 from casvfs.errors import REASON_INVALID_CONFIG, ConfigError
+from casvfs.gc import collect
 from casvfs.refs import Kind, Match, RefIndex, missing_in, missing_in_store
 from casvfs.remote.actioncache import ActionCacheClient
 from casvfs.remote.client import CasClient
@@ -78,6 +79,9 @@ class ServeConfig:
         transfer: a server taking many such transfers at once wants more.
     :param fetch_allow: URL prefixes a Fetch miss may be fetched from (origin
         fetching: downloads, archives, git); none by default.
+    :param gc_quota_high: collect garbage in the store every *gc_interval*
+        seconds whenever it holds more than this many bytes, down to
+        *gc_quota_low* (default: the high mark); see :func:`casvfs.gc.collect`.
     """
 
     store: str
@@ -95,6 +99,9 @@ class ServeConfig:
     push_tokens: str | None = None
     workers: int = 4
     fetch_allow: tuple[str, ...] = ()
+    gc_quota_high: int | None = None
+    gc_quota_low: int | None = None
+    gc_interval: float = 600.0
 
     def __post_init__(self) -> None:
         if self.references not in REFERENCE_BACKENDS:
@@ -113,6 +120,10 @@ class ServeConfig:
             raise _invalid("push authentication needs a token file or client certificates (TLS)")
         if any(not prefix for prefix in self.fetch_allow):
             raise _invalid("an empty --fetch-allow prefix would allow every URL")
+        if self.gc_quota_low is not None and self.gc_quota_high is None:
+            raise _invalid("a low gc quota needs a high one")
+        if self.gc_interval <= 0:
+            raise _invalid("the gc interval must be positive")
         if self.workers < 1:
             raise _invalid("a server needs at least one worker thread")
 
@@ -169,6 +180,7 @@ class Server:
         """The port metrics are served on, once started, if they are."""
         self._server: grpc.Server | None = None
         self._closers: list[Callable[[], None]] = []
+        self._stopping = threading.Event()
 
     def _services(self) -> list[grpc.GenericRpcHandler[Any, Any]]:
         config = self.config
@@ -248,6 +260,22 @@ class Server:
         self.port = None if config.bind.startswith("unix:") else port
         if config.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(config.metrics_port)
+        if config.gc_quota_high is not None:
+            thread = threading.Thread(target=self._collect_garbage, name="casvfs-serve-gc", daemon=True)
+            thread.start()
+
+    def _collect_garbage(self) -> None:
+        config = self.config
+        store = LocalStore(config.store)
+        while not self._stopping.wait(config.gc_interval):
+            try:
+                report = collect(store, quota_high=config.gc_quota_high, quota_low=config.gc_quota_low)
+            except Exception:  # a failed pass is logged; the next one tries again
+                log.exception("garbage collection failed")
+                continue
+            self.metrics.gc_freed.inc(report.freed_bytes)
+            if report.removed:
+                log.info("gc: removed %d objects, %d bytes", report.removed, report.freed_bytes)
 
     @property
     def address(self) -> str:
@@ -259,6 +287,7 @@ class Server:
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting calls, let those under way finish for *grace* seconds,
         then close the connections to remotes."""
+        self._stopping.set()
         if self._server is not None:
             self._server.stop(grace).wait()
         for close in self._closers:
