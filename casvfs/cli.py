@@ -578,7 +578,7 @@ def _cmd_gc(args: argparse.Namespace) -> None:
         print(f"would remove {name}")
     print(
         f"{verb} {report.removed} of {report.objects} objects "
-        f"({report.freed_bytes} of {report.bytes} bytes); "
+        f"({report.freed_bytes} of {report.stored_bytes} bytes); "
         f"{report.reachable} reached from {report.roots} roots, {report.kept_young} kept as recently used"
         + (f"; {report.missing} named but not in the store" if report.missing else "")
     )
@@ -592,7 +592,7 @@ def _cmd_stats(args: argparse.Namespace) -> None:
         _print_json(asdict(stats))
     else:
         print(
-            f"{stats.objects} objects, {stats.bytes} bytes; {stats.live_refs} live references "
+            f"{stats.objects} objects, {stats.stored_bytes} bytes; {stats.live_refs} live references "
             f"({stats.refs} recorded) naming {stats.trees} trees; {stats.reachable_bytes} bytes reachable, "
             f"{stats.reclaimable_bytes} reclaimable"
         )

@@ -88,7 +88,7 @@ def test_a_quota_removes_least_recently_used_first(tmp_path: Path) -> None:
     for age, tree in zip((4, 3, 2, 1), trees, strict=True):
         for digest in store.tree_blobs(tree, directories=True):
             os.utime(store.object_path(digest), (time.time() - age * AGE, ARBITRARY_TIMESTAMP))
-    total = store_stats(store).bytes
+    total = store_stats(store).stored_bytes
     assert collect(store, quota_high=total + 1).removed == 0  # under the high mark: nothing
     report = collect(store, quota_high=total - 1, quota_low=total - 15_000)
     assert not store.has(trees[0]) and not store.has(trees[1])  # the two oldest

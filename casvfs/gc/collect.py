@@ -39,7 +39,7 @@ class GcReport:
 
     objects: int = 0
     """Objects in the store before."""
-    bytes: int = 0
+    stored_bytes: int = 0
     """Their size."""
     roots: int = 0
     """Live references and mounted trees."""
@@ -130,7 +130,7 @@ def collect(
     candidates: list[tuple[float, str, int]] = []
     for name, size, used in store.object_uses():
         report.objects += 1
-        report.bytes += size
+        report.stored_bytes += size
         if name in reachable:
             report.reachable += 1
         elif used >= used_since:
@@ -138,12 +138,12 @@ def collect(
         else:
             candidates.append((used, name, size))
     candidates.sort()  # least recently used first
-    held = report.bytes
+    held = report.stored_bytes
     for _used, name, size in candidates:
         if (
             quota_high is not None
             and quota_low is not None
-            and (report.bytes <= quota_high or held <= quota_low)
+            and (report.stored_bytes <= quota_high or held <= quota_low)
         ):
             break
         freed = size if dry_run else store.remove_unused(name, used_since=used_since)
@@ -187,7 +187,7 @@ class StoreStats:
     """What a store holds (``casvfs stats``)."""
 
     objects: int
-    bytes: int
+    stored_bytes: int
     refs: int
     live_refs: int
     trees: int
@@ -214,7 +214,7 @@ def store_stats(store: LocalStore, index: RefIndex | None = None) -> StoreStats:
             kept += size
     return StoreStats(
         objects=objects,
-        bytes=total,
+        stored_bytes=total,
         refs=len(refs),
         live_refs=len(live),
         trees=len({digest for ref in live for digest in ref.content[1]}),
