@@ -380,7 +380,10 @@ class LocalStore(ContentStore):
             self.verify(digest)
             # intact content with a touched mtime: stamp it again so links carry it
             with os_errors(f"cannot restamp blob {digest}", kind=StoreError):
-                os.utime(path, (ARBITRARY_TIMESTAMP, ARBITRARY_TIMESTAMP))
+                os.utime(path, (time.time(), ARBITRARY_TIMESTAMP))
+        else:
+            with contextlib.suppress(OSError):
+                _touch(path, st)  # staged (linked into an export): in use
         return path
 
     def open_object(self, digest: Digest) -> int | None:
