@@ -604,6 +604,45 @@ def _quota(store: str, text: str | None) -> int | None:
     return disk_quota(LocalStore(store), text) if text else None
 
 
+def _cmd_run(args: argparse.Namespace) -> None:
+    from casvfs.sandbox import DEFAULT_ENV, run
+
+    command = list(args.argv)
+    if not command:
+        raise ValueError("no command given (casvfs run DIGEST -- CMD ARGS...)")
+    env = dict(DEFAULT_ENV)
+    for text in args.env or ():
+        name, sep, value = text.partition("=")
+        if not sep or not name:
+            raise ValueError(f"an environment variable is NAME=VALUE, not {text!r}")
+        env[name] = value
+    spec = _spec(args)
+    result = run(
+        spec.open(),
+        _digest(args, args.digest),
+        command,
+        cwd=args.cwd,
+        env=env,
+        output_paths=args.output,
+        stage=args.stage,
+        network=args.network,
+        timeout=args.timeout,
+        root_at=args.root_at,
+        isolate=not args.no_isolate,
+        stream=True,
+    )
+    if args.ref:
+        RefIndex.of_store(spec.open_local()).set(args.ref, result.digest)
+    print(result.digest, flush=True)
+    if result.timed_out:
+        log.error("the command ran out of time (%s s)", args.timeout)
+        raise SystemExit(124)
+    if result.signal is not None:
+        log.error("the command was killed by signal %d", result.signal)
+        raise SystemExit(128 + result.signal)
+    raise SystemExit(result.exit_code or 0)
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from casvfs.remote.config import RemoteSpec
     from casvfs.serve import ServeConfig, Server, serve
@@ -988,6 +1027,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=4, help="threads answering calls (default 4; more for big uploads)"
     )
 
+    command = verb(
+        "run", "run a command in a tree, isolated (bubblewrap); print the tree it leaves", _cmd_run
+    )
+    command.usage = "casvfs run DIGEST [options] -- CMD [ARGS...]"
+    command.add_argument("digest", help=digest_help)
+    # the command itself comes after "--": main() hands it over as args.argv
+    command.set_defaults(argv=[])
+    command.add_argument("--cwd", default="", metavar="DIR", help="working directory in the tree")
+    command.add_argument(
+        "--env", action="append", metavar="NAME=VALUE", help="an environment variable (repeatable)"
+    )
+    command.add_argument(
+        "--output", action="append", metavar="PATH", help="keep only these paths (repeatable)"
+    )
+    command.add_argument("--stage", choices=["fuse", "hardlink", "copy"], default="fuse", help="how to stage")
+    command.add_argument("--network", action="store_true", help="share the host's network")
+    command.add_argument("--timeout", type=float, metavar="SECONDS", help="kill the command after this long")
+    command.add_argument(
+        "--root-at", default="/", metavar="PATH", help="mount the tree here, over the host's system read-only"
+    )
+    command.add_argument("--no-isolate", action="store_true", help="run without bubblewrap (no isolation)")
+    command.add_argument("--ref", metavar="NAME", help="record the output tree as this reference")
+
     command = verb("gc", "remove what no reference, live mount or recent use reaches", _cmd_gc)
     command.add_argument(
         "--grace", default="1h", metavar="DURATION", help="keep whatever was used this recently (default 1h)"
@@ -1045,10 +1107,18 @@ def _message(error: CasvfsError, args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status (0 ok, 1 difference/failure, 2 usage)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "run" in words and "--" in words and words.index("run") < words.index("--"):
+        # casvfs run DIGEST [options] -- CMD ARGS: everything after -- is the command's
+        at = words.index("--")
+        words, command = words[:at], words[at + 1 :]
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(words)
     except SystemExit as exit_:  # usage errors (2), --help and --version (0)
         return int(exit_.code or 0)
+    if command:
+        args.argv = command
     _setup_logging(args)
     try:
         args.run(args)
