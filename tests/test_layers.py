@@ -32,6 +32,7 @@ LAYERS = {
     "casvfs.fuse": 4,
     "casvfs.serve": 4,
     "casvfs.sandbox": 4,
+    "casvfs.fs": 4,
     "casvfs.cli": 5,
     "casvfs": 6,  # the package's own __init__ re-exports the public names
 }
