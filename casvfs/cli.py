@@ -643,6 +643,57 @@ def _cmd_run(args: argparse.Namespace) -> None:
     raise SystemExit(result.exit_code or 0)
 
 
+def _cmd_execute(args: argparse.Namespace) -> None:
+    from casvfs.sandbox import LocalActionCache, execute
+    from casvfs.sandbox.execute import ActionCache
+
+    spec = _spec(args)
+    store = spec.open()
+    cache: ActionCache = LocalActionCache(store, RefIndex.of_store(spec.open_local()))
+    upload = None
+    if spec.has_remotes:
+        from casvfs.remote import ActionCacheClient
+        from casvfs.remote.transfer import push_tree
+
+        layered = spec.open_remote()
+        pushers = [client for client in layered.remotes if client.spec.push]
+        if not pushers:
+            raise ValueError("a remote action cache needs a remote with push: true")
+        cache = ActionCacheClient(pushers[0].spec)
+
+        def upload(result: Any) -> None:
+            wanted = [Digest.from_proto(item.digest) for item in result.output_files]
+            wanted += [Digest.from_proto(result.stdout_digest), Digest.from_proto(result.stderr_digest)]
+            for item in result.output_directories:
+                wanted.append(Digest.from_proto(item.tree_digest))
+                wanted += layered.tree_blobs(Digest.from_proto(item.root_directory_digest), directories=True)
+            push_tree(pushers[0], layered, wanted)
+
+    done = execute(
+        store,
+        _digest(args, args.action),
+        cache=cache,
+        stage=args.stage,
+        isolate=not args.no_isolate,
+        upload=upload,
+    )
+    result = done.result
+    if args.json:
+        from google.protobuf.json_format import MessageToDict
+
+        _print_json(
+            {"cached": done.cached, "result": MessageToDict(result, preserving_proto_field_name=True)}
+        )
+    else:
+        where = "cached" if done.cached else "ran"
+        print(f"{where}: exit {result.exit_code}, stdout {Digest.from_proto(result.stdout_digest)}")
+        for item in result.output_directories:
+            print(f"{item.path}/ {Digest.from_proto(item.root_directory_digest)}")
+        for file in result.output_files:
+            print(f"{file.path} {Digest.from_proto(file.digest)}")
+    raise SystemExit(1 if result.exit_code else 0)
+
+
 def _cmd_serve(args: argparse.Namespace) -> None:
     from casvfs.remote.config import RemoteSpec
     from casvfs.serve import ServeConfig, Server, serve
@@ -1049,6 +1100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("--no-isolate", action="store_true", help="run without bubblewrap (no isolation)")
     command.add_argument("--ref", metavar="NAME", help="record the output tree as this reference")
+
+    command = verb("execute", "run a REAPI Action from the store; cache its ActionResult", _cmd_execute)
+    command.add_argument("action", help="the Action's digest, HASH/SIZE")
+    command.add_argument("--stage", choices=["fuse", "hardlink", "copy"], default="fuse", help="how to stage")
+    command.add_argument("--no-isolate", action="store_true", help="run without bubblewrap (no isolation)")
+    json_option(command)
 
     command = verb("gc", "remove what no reference, live mount or recent use reaches", _cmd_gc)
     command.add_argument(

@@ -47,6 +47,7 @@ REASON_INCOMPLETE = "incomplete"
 REASON_ORIGIN_NOT_FOUND = "origin-not-found"
 REASON_ORIGIN_FAILED = "origin-failed"
 REASON_CHECKSUM_MISMATCH = "checksum-mismatch"
+REASON_TIMEOUT = "timeout"
 
 
 class CasvfsError(Exception):

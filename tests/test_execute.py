@@ -1,0 +1,82 @@
+"""REAPI Actions run by casvfs: outputs of every kind in the ActionResult, the
+local action cache (hits, do_not_cache, outputs kept by gc), the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from casvfs import CasDirectory, Digest, LocalStore
+from casvfs.protos import remote_execution_pb2 as pb
+from casvfs.refs import RefIndex
+from casvfs.sandbox import LocalActionCache, execute, put_action
+from peers.casd import REPO
+from tests.sandbox_roots import minimal_root
+
+SCRIPT = (
+    "mkdir -p out/d && echo hi > out/d/f && ln -s d/f out/l && printf '#!/bin/sh\\n' > out/x && "
+    "chmod +x out/x && echo file > single && ln -s single link && echo done"
+)
+
+
+@pytest.fixture
+def action(tmp_path: Path) -> tuple[LocalStore, Digest]:
+    store = LocalStore(tmp_path / "store")
+    root = minimal_root(store, tmp_path, programs=("bash", "mkdir", "ln", "chmod"))
+    command = ["/bin/sh", "-c", SCRIPT]
+    outputs = ["out", "single", "link", "absent"]
+    return store, put_action(store, root, command, output_paths=outputs, env={"PATH": "/bin"})
+
+
+def test_an_action_runs_and_its_result_names_every_output(action: tuple[LocalStore, Digest]) -> None:
+    store, digest = action
+    done = execute(store, digest, cache=LocalActionCache(store, RefIndex.of_store(store)))
+    result = done.result
+    assert not done.cached and result.exit_code == 0, done.run.stderr if done.run else ""
+    assert store.read_bytes(Digest.from_proto(result.stdout_digest)) == b"done\n"
+    (directory,) = result.output_directories
+    assert directory.path == "out"
+    out = CasDirectory(store, Digest.from_proto(directory.root_directory_digest))
+    assert sorted(out.list_relative_paths()) == ["d", "d/f", "l", "x"]
+    assert out.stat("x").executable and out.readlink("l") == "d/f"
+    tree = pb.Tree.FromString(store.read_bytes(Digest.from_proto(directory.tree_digest)))
+    assert tree.root == store.get_directory(Digest.from_proto(directory.root_directory_digest))
+    assert len(tree.children) == 1
+    assert [(f.path, f.is_executable) for f in result.output_files] == [("single", False)]
+    assert [(s.path, s.target) for s in result.output_symlinks] == [("link", "single")]
+    assert result.execution_metadata.worker == "casvfs"
+    assert result.execution_metadata.execution_completed_timestamp.seconds > 0
+
+
+def test_the_local_action_cache(action: tuple[LocalStore, Digest], tmp_path: Path) -> None:
+    from casvfs.gc import collect
+
+    store, digest = action
+    cache = LocalActionCache(store, RefIndex.of_store(store))
+    first = execute(store, digest, cache=cache)
+    again = execute(store, digest, cache=cache)
+    assert again.cached and again.run is None and again.result == first.result
+    # the cached outputs are rooted: an aggressive gc keeps them
+    collect(store, grace=120)
+    assert execute(store, digest, cache=cache).cached
+    action_message = pb.Action.FromString(store.read_bytes(digest))
+    action_message.do_not_cache = True
+    uncached = store.put_bytes(action_message.SerializeToString(deterministic=True))
+    assert not execute(store, uncached, cache=cache).cached
+    assert not execute(store, uncached, cache=cache).cached
+
+
+def test_the_execute_command(action: tuple[LocalStore, Digest]) -> None:
+    store, digest = action
+    base = [sys.executable, "-m", "casvfs.cli", "--store", store.root, "execute", str(digest)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.run([*base, "--json"], capture_output=True, text=True, env=env, check=True)
+    answer = json.loads(first.stdout)
+    assert answer["cached"] is False and answer["result"]["output_directories"][0]["path"] == "out"
+    second = subprocess.run(base, capture_output=True, text=True, env=env, check=True)
+    assert second.stdout.startswith("cached: exit 0")
