@@ -80,3 +80,36 @@ def test_the_execute_command(action: tuple[LocalStore, Digest]) -> None:
     assert answer["cached"] is False and answer["result"]["output_directories"][0]["path"] == "out"
     second = subprocess.run(base, capture_output=True, text=True, env=env, check=True)
     assert second.stdout.startswith("cached: exit 0")
+
+
+def test_casvfs_execute_agrees_with_buildbox_run(tmp_path: Path) -> None:
+    """The same Action run by the real buildbox-run (staged by buildbox-casd) and by
+    casvfs execute: same exit code, stdout and output tree, to the digest."""
+    from peers.buildbox_run import buildbox_run_binary, run_action, upload_action
+    from peers.casd import running_casd
+    from tests.remote_servers import require_casd
+
+    require_casd()
+    if buildbox_run_binary() is None:
+        pytest.fail("buildbox-run is missing from the peers: bash scripts/setup.sh")
+    store = LocalStore(tmp_path / "store")
+    root = minimal_root(store, tmp_path, programs=("bash", "mkdir", "ln", "chmod"))
+    script = SCRIPT + " && echo $GREETING && pwd"
+    digest = put_action(
+        store, root, ["/bin/sh", "-c", script], output_paths=["out", "single"], working_directory="work",
+        env={"PATH": "/bin", "GREETING": "hello"}, directory_format=pb.Command.TREE_AND_DIRECTORY,
+    )  # fmt: skip
+    with running_casd(tmp_path / "casd") as address:
+        upload_action(address, store, digest)
+        theirs = pb.ActionResult.FromString(run_action(address, digest, tmp_path / "bbrun"))
+    ours = execute(store, digest).result
+    assert ours.exit_code == theirs.exit_code == 0
+    assert ours.stdout_digest == theirs.stdout_digest
+    assert store.read_bytes(Digest.from_proto(ours.stdout_digest)) == b"done\nhello\n/work\n"
+    assert [d.path for d in ours.output_directories] == [d.path for d in theirs.output_directories] == ["out"]
+    assert (
+        ours.output_directories[0].root_directory_digest == theirs.output_directories[0].root_directory_digest
+    )
+    assert [(f.path, f.digest, f.is_executable) for f in ours.output_files] == [
+        (f.path, f.digest, f.is_executable) for f in theirs.output_files
+    ]

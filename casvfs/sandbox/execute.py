@@ -220,13 +220,17 @@ def put_action(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
     do_not_cache: bool = False,
+    directory_format: pb.Command.OutputDirectoryFormat = pb.Command.TREE_ONLY,
 ) -> Digest:
     """Store a ``Command`` and an ``Action`` running it over *input_root*; return
-    the Action's digest (what :func:`execute` and ``casvfs execute`` take)."""
+    the Action's digest (what :func:`execute` and ``casvfs execute`` take).
+    *directory_format* is the Command's ``output_directory_format`` (casvfs
+    always gives both forms; other workers heed it)."""
     command = pb.Command(
         arguments=list(arguments),
         output_paths=sorted(output_paths),
         working_directory=working_directory,
+        output_directory_format=directory_format,
     )
     for name, value in sorted((env or {}).items()):
         command.environment_variables.add(name=name, value=value)

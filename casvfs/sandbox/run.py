@@ -222,6 +222,9 @@ def run(
         started = time.monotonic()
         with staged(store, input_root, stage, workdir) as (root, capture):
             present = {name for name in _MOUNTPOINTS if os.path.lexists(os.path.join(root, name))}
+            if cwd:
+                # a working directory the tree lacks is made, as buildbox-run makes it
+                os.makedirs(os.path.join(root, cwd), exist_ok=True)
             run_env: Mapping[str, str] | None = None  # bubblewrap sets the command's own
             if isolate:
                 command = bwrap_command(
