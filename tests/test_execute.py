@@ -113,3 +113,36 @@ def test_casvfs_execute_agrees_with_buildbox_run(tmp_path: Path) -> None:
     assert [(f.path, f.digest, f.is_executable) for f in ours.output_files] == [
         (f.path, f.digest, f.is_executable) for f in theirs.output_files
     ]
+
+
+def test_execute_with_a_remote_caches_in_its_action_cache(tmp_path: Path) -> None:
+    """With --remote (BuildGrid with an ActionCache), the outputs are uploaded and
+    the result cached there: another machine's execute is a cache hit."""
+    from peers.buildgrid import running_buildgrid
+    from tests.remote_servers import require_buildgrid
+
+    require_buildgrid()
+    store = LocalStore(tmp_path / "store")
+    root = minimal_root(store, tmp_path, programs=("bash", "mkdir", "ln", "chmod"))
+    command = ["/bin/sh", "-c", SCRIPT]
+    digest = put_action(store, root, command, output_paths=["out", "single"], env={"PATH": "/bin"})
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with running_buildgrid(tmp_path / "bgd", action_cache=True) as server:
+        url = f"http://{server.address}"
+
+        def cli(where: LocalStore, *args: str) -> bytes:
+            base = [sys.executable, "-m", "casvfs.cli", "--store", where.root, "--remote", url]
+            return subprocess.run([*base, *args], env=env, check=True, capture_output=True).stdout
+
+        cli(store, "push", str(root))
+        first = json.loads(cli(store, "execute", str(digest), "--json"))
+        assert first["cached"] is False
+        # another machine: only the Action and Command travel; the result comes from BuildGrid
+        other = LocalStore(tmp_path / "other")
+        command_digest = Digest.from_proto(pb.Action.FromString(store.read_bytes(digest)).command_digest)
+        for blob in (digest, command_digest):
+            other.put_bytes(store.read_bytes(blob))
+        second = json.loads(cli(other, "execute", str(digest), "--json"))
+        assert second == {"cached": True, "result": first["result"]}
+        out = second["result"]["output_directories"][0]["root_directory_digest"]
+        assert cli(other, "cat", f"{out['hash']}/{out['size_bytes']}", "d/f") == b"hi\n"
