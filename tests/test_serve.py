@@ -474,3 +474,17 @@ def test_automatic_gc_frees_what_no_asset_needs_above_the_quota(tmp_path: Path) 
         text = urllib.request.urlopen(served.metrics_url, timeout=10).read().decode()
         freed = [line for line in text.splitlines() if line.startswith("casvfs_serve_gc_freed_bytes_total ")]
         assert freed and float(freed[0].split()[1]) > 0
+
+
+def test_get_tree_pages_stay_under_the_message_limit(served: ServeProcess, tmp_path: Path) -> None:
+    """A tree whose first 4,096 directories (what casvfs asks for per page) are
+    bigger than a gRPC message pulls all the same: pages are cut by size too."""
+    layered = _layered(tmp_path, served.url)
+    name = "n" * 250
+    files = {f"d{i:03}/{name}{j:03}": bytes([i % 256, j % 256]) for i in range(70) for j in range(300)}
+    tree = _tree(layered.local, files)  # type: ignore[arg-type]
+    layered.push(tree.get_digest())
+    assert sum(len(m.SerializeToString()) for _d, m in layered.local.get_tree(tree.get_digest())) > 6 << 20
+    fresh = LayeredStore(LocalStore(tmp_path / "fresh"), [RemoteSpec(served.url, retries=0)])
+    fresh.pull(tree.get_digest(), tree_only=True)
+    assert len(list(CasDirectory(fresh.local, tree.get_digest()).open_directory("d007"))) == 300

@@ -36,6 +36,11 @@ MAX_DIGESTS = 100_000
 """Digests accepted in one FindMissingBlobs or batch request."""
 GET_TREE_PAGE = 1000
 """Directories per GetTree response when the client names no page size."""
+GET_TREE_BYTES = MAX_BATCH_BYTES
+"""Bytes of ``Directory`` messages per GetTree response, whatever the page size
+asked for: 4,096 directories of the Linux sources are 6.5 MB, over gRPC's
+message limit."""
+_DIRECTORY_OVERHEAD = 8
 _OK = 0
 _NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT.value[0]
@@ -187,19 +192,21 @@ class CasService:
         if not self.store.has(root):
             raise RpcFailure(grpc.StatusCode.NOT_FOUND, f"root directory {root} is not in the CAS")
         walk = itertools.islice(self._walk(root), start, None)
-        if request.page_size > 0:
-            batch = list(itertools.islice(walk, request.page_size + 1))
-            more = len(batch) > request.page_size
-            token = str(start + request.page_size) if more else ""
-            yield pb.GetTreeResponse(directories=batch[: request.page_size], next_page_token=token)
-            return
-        batch = []
+        page: list[pb.Directory] = []
+        used = 0
         for message in walk:
-            batch.append(message)
-            if len(batch) == GET_TREE_PAGE:
-                yield pb.GetTreeResponse(directories=batch)
-                batch = []
-        yield pb.GetTreeResponse(directories=batch)
+            size = message.ByteSize() + _DIRECTORY_OVERHEAD
+            full = len(page) == (request.page_size or GET_TREE_PAGE) or used + size > GET_TREE_BYTES
+            if page and full:
+                if request.page_size > 0:
+                    # a page may hold fewer than page_size: the next one starts here
+                    yield pb.GetTreeResponse(directories=page, next_page_token=str(start + len(page)))
+                    return
+                yield pb.GetTreeResponse(directories=page)
+                page, used = [], 0
+            page.append(message)
+            used += size
+        yield pb.GetTreeResponse(directories=page)
 
     def _walk(self, root: Digest) -> Iterator[pb.Directory]:
         # what is missing below the root is left out, as REAPI's GetTree allows

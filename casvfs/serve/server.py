@@ -47,8 +47,10 @@ log = logging.getLogger("casvfs.serve")
 
 ReferenceBackend = Literal["index", "action-cache"]
 REFERENCE_BACKENDS: tuple[ReferenceBackend, ...] = ("index", "action-cache")
-# Messages are bounded by the batch limit advertised, plus room for the fields.
+# Requests are bounded by the batch limit advertised, plus room for the fields;
+# answers may be bigger: one Directory of a huge directory goes alone, whatever its size.
 _MAX_MESSAGE = MAX_BATCH_BYTES + (1 << 20)
+_MAX_ANSWER = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ class Server:
             ThreadPoolExecutor(config.workers, thread_name_prefix="casvfs-serve"),
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
-                ("grpc.max_send_message_length", _MAX_MESSAGE),
+                ("grpc.max_send_message_length", _MAX_ANSWER),
                 ("grpc.so_reuseport", 0),
             ],
         )
