@@ -139,3 +139,26 @@ def test_asset_benchmark_measures_both_servers_and_bst(tmp_path: Path) -> None:
     assert all(load["requests"] == 40 and load["per_second"] > 0 for load in answer["load"])
     assert {trip["server"] for trip in answer["bst"]} == servers
     assert "| casvfs serve | FetchBlob |" in done.stdout
+
+
+def test_lifecycle_benchmark_quick_run(tmp_path: Path) -> None:
+    """benchmarks.lifecycle --quick times every case (gc, FetchDirectory against
+    tar xf + import, seed 000's three machines) and every route gives the same tree."""
+    results = tmp_path / "lifecycle.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.lifecycle", "--quick", "--json", str(results)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(results.read_text())
+    assert {row["step"] for row in answer["rows"]} == {"gc", "FetchDirectory", "floor", "seed 000"}
+    for row in answer["rows"]:
+        assert row["seconds"] and all(seconds > 0 for seconds in row["seconds"]), row
+    assert answer["digests_agree"] and not answer["findings"], answer["findings"]
+    assert len(answer["digests"]) == 5
+    assert answer["gc"]["reports"]["collect"]["removed"] > 0
+    assert "| gc | collect" in done.stdout
