@@ -181,3 +181,18 @@ def test_the_run_command_streams_prints_and_exits_with_the_status(store: LocalSt
     done = subprocess.run([*base, "--timeout", "1", "--", "/bin/bash", "-c", "while :; do :; done"],
                           capture_output=True, text=True, env=env, check=False)  # fmt: skip
     assert done.returncode == 124 and "ran out of time" in done.stderr
+
+
+def test_without_bubblewrap_run_refuses_unless_told_not_to_isolate(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from casvfs.sandbox import REASON_NO_SANDBOX, SandboxError
+
+    root = minimal_root(store, tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    with pytest.raises(SandboxError, match="apt-get install bubblewrap") as caught:
+        run(store, root, ["/bin/bash", "-c", "true"])
+    assert caught.value.reason == REASON_NO_SANDBOX
+    plain = run(store, root, ["/bin/sh", "-c", "echo plain > made"], isolate=False, stage="hardlink",
+                env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert plain.ok and plain.output.open_file("made", mode="rb").read() == b"plain\n"
