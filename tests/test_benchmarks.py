@@ -162,3 +162,32 @@ def test_lifecycle_benchmark_quick_run(tmp_path: Path) -> None:
     assert len(answer["digests"]) == 5
     assert answer["gc"]["reports"]["collect"]["removed"] > 0
     assert "| gc | collect" in done.stdout
+
+
+def test_sandbox_benchmark_quick_run(tmp_path: Path) -> None:
+    """benchmarks.sandbox --quick times staging and capture for casvfs's FUSE and
+    hardlink stages and, where installed, buildbox-run + casd; all agree on the outputs."""
+    results = tmp_path / "sandbox.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sandbox", "--quick", "--repeat", "1", "--json", str(results)],
+        cwd=REPO,
+        env={**os.environ, "CASVFS_BENCH_DIR": str(tmp_path / "corpora")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(results.read_text())
+    rows = {row["worker"]: row for row in answer["rows"]}
+    measured = ["casvfs fuse", "casvfs hardlink"]
+    if casd_binary() is not None:
+        measured.append("buildbox-run + casd")
+    for worker in measured:
+        row = rows[worker]
+        assert not row["missing"], row
+        for phase in ("stage", "capture", "overhead", "wall"):
+            assert len(row[phase]) == 1 and all(seconds > 0 for seconds in row[phase]), (worker, phase)
+    assert answer["agree"] and not answer["findings"], answer["findings"]
+    assert set(answer["outcomes"]) == set(measured)
+    assert "| casvfs fuse |" in done.stdout
