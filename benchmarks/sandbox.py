@@ -39,10 +39,7 @@ import contextlib
 import functools
 import json
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +58,7 @@ from casvfs.sandbox import Executed, StageKind, execute, put_action
 from casvfs.store import ContentStore
 from peers.buildbox_run import buildbox_run_binary, run_action, upload_action
 from peers.casd import casd_binary, running_casd
+from peers.host_tools import tools_root
 
 DEFAULT_REPEAT = 5
 SCRIPT = "echo built > /src/OUTPUT; echo done"
@@ -69,7 +67,6 @@ ENV = {"PATH": "/bin"}
 EXPECTED_OUTPUT = b"built\n"
 EXPECTED_STDOUT = b"done\n"
 CASVFS_STAGES: tuple[StageKind, ...] = ("fuse", "hardlink")
-_LIBRARY = re.compile(r"(/\S+)")
 _MIB = 1 << 20
 Timed = tuple[tuple[float, float, float, float], "Outcome"]
 """Seconds of staging, the command, capture and the whole call; what the run gave."""
@@ -119,37 +116,11 @@ class Outcome:
 # -- the input root -----------------------------------------------------------------
 
 
-def _copy(source: str, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        shutil.copy2(source, target)
-
-
-def tools_root(work: Path, programs: tuple[str, ...] = ("bash",)) -> Path:
-    """A host directory with ``bin/PROGRAM`` for each of *programs* (``bin/sh``
-    being bash) and the shared libraries ``ldd`` lists, at the paths the loader
-    looks for them."""
-    root = work / "tools-root"
-    for program in programs:
-        path = shutil.which(program)
-        if path is None:
-            raise RuntimeError(f"{program} is not installed")
-        _copy(os.path.realpath(path), root / "bin" / program)
-        listing = subprocess.run(["ldd", path], capture_output=True, text=True, check=True).stdout
-        for line in listing.splitlines():
-            found = _LIBRARY.search(line.split("=>")[-1])
-            if found:
-                _copy(os.path.realpath(found.group(1)), root / found.group(1).lstrip("/"))
-    if "bash" in programs and not (root / "bin" / "sh").exists():
-        os.symlink("bash", root / "bin" / "sh")
-    return root
-
-
 def input_root(store: ContentStore, tree: str, work: Path) -> tuple[Digest, Digest]:
     """The combined root (bash and its libraries, *tree* under ``src/``) in
     *store*; its digest and *tree*'s."""
     sources = import_host_tree(store, tree)
-    root = CasDirectory(store, import_host_tree(store, str(tools_root(work))))
+    root = CasDirectory(store, import_host_tree(store, str(tools_root(work / "tools-root"))))
     root.open_directory("src", create=True).import_files(CasDirectory(store, sources), collect_result=False)
     return root.get_digest(), sources
 
