@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from casvfs.digest import Digest
 from casvfs.errors import REASON_BLOB_MISSING, REASON_REMOTE_ERROR, DigestError, RemoteError
@@ -22,6 +21,7 @@ from casvfs.protos import remote_asset_pb2 as ra
 from casvfs.refs import Kind, Qualifiers, Ref, check_uri, make_qualifiers, utc_now
 from casvfs.remote.channel import Channel
 from casvfs.remote.config import RemoteSpec
+from casvfs.timestamps import from_timestamp, to_timestamp
 
 FETCH = "build.bazel.remote.asset.v1.Fetch"
 PUSH = "build.bazel.remote.asset.v1.Push"
@@ -42,7 +42,10 @@ _FETCHES: dict[str, tuple[str, Any, Any, str]] = {
 _PUSHES: dict[str, tuple[str, Any, Any, str]] = {
     "blob": ("PushBlob", ra.PushBlobRequest, ra.PushBlobResponse, "blob_digest"),
     "directory": (
-        "PushDirectory", ra.PushDirectoryRequest, ra.PushDirectoryResponse, "root_directory_digest"
+        "PushDirectory",
+        ra.PushDirectoryRequest,
+        ra.PushDirectoryResponse,
+        "root_directory_digest",
     ),
 }
 
@@ -68,12 +71,6 @@ class Asset:
             recorded_at=utc_now(),
             expire_at=self.expires_at,
         )
-
-
-def _timestamp(moment: datetime.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def _qualifiers(qualifiers: QualifierInput) -> list[ra.Qualifier]:
@@ -187,7 +184,7 @@ class AssetClient:
             duration.FromTimedelta(datetime.timedelta(seconds=timeout))
             fields["timeout"] = duration
         if oldest is not None:
-            fields["oldest_content_accepted"] = _timestamp(oldest)
+            fields["oldest_content_accepted"] = to_timestamp(oldest)
         return fields
 
     def _push_fields(
@@ -206,7 +203,7 @@ class AssetClient:
             "references_directories": [d.to_proto() for d in trees],
         }
         if expire_at is not None:
-            fields["expire_at"] = _timestamp(expire_at)
+            fields["expire_at"] = to_timestamp(expire_at)
         return fields
 
     def _fetch(self, method: str, request: Any, response_type: Any) -> Any:
@@ -233,5 +230,5 @@ class AssetClient:
             raise self.channel.failure(
                 method, f"the server answered {error}", reason=REASON_REMOTE_ERROR
             ) from None
-        expires = answer.expires_at.ToDatetime(tzinfo=datetime.UTC) if answer.HasField("expires_at") else None
+        expires = from_timestamp(answer.expires_at) if answer.HasField("expires_at") else None
         return Asset(uri, kind, found, pairs, expires)

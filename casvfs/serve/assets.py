@@ -14,22 +14,28 @@ buildbox-casd read it there as well as in the RPC's status.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal, Protocol
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from casvfs.digest import Digest
-from casvfs.protos import details, status_pb2
 from casvfs.protos import remote_asset_pb2 as ra
 from casvfs.protos import remote_execution_pb2 as pb
-from casvfs.refs import Kind, Match, Qualifiers, Ref, make_qualifiers, newest_match, utc_now
+from casvfs.protos import status_pb2
+from casvfs.refs import Kind, Match, Qualifiers, Ref, check_uri, make_qualifiers, newest_match, utc_now
 from casvfs.serve.cas import Authorize
 from casvfs.serve.fetching import OriginFetches
 from casvfs.serve.metrics import Metrics
-from casvfs.serve.rpc import Handlers, RpcFailure, check_digest_function, invalid, parse_digest
+from casvfs.serve.rpc import (
+    Handlers,
+    RpcFailure,
+    check_digest_function,
+    check_qualifiers,
+    invalid,
+    parse_digest,
+)
+from casvfs.timestamps import from_timestamp, to_timestamp
 
 FETCH = "build.bazel.remote.asset.v1.Fetch"
 PUSH = "build.bazel.remote.asset.v1.Push"
@@ -58,16 +64,6 @@ class References(Protocol):
 Missing = Callable[[Sequence[Digest], Sequence[Digest]], list[Digest]]
 """``missing(blobs, trees)``: which of the blobs, and of the trees' blobs and
 ``Directory`` messages, the CAS lacks."""
-
-
-def _moment(stamp: Timestamp) -> datetime.datetime:
-    return stamp.ToDatetime(tzinfo=datetime.UTC)
-
-
-def _stamp(moment: datetime.datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 class AssetService:
@@ -125,15 +121,10 @@ class AssetService:
             raise invalid("no URI given: a request names at least one")
         if len(uris) > MAX_URIS or len(qualifiers) > MAX_QUALIFIERS:
             raise invalid(f"at most {MAX_URIS} URIs and {MAX_QUALIFIERS} qualifiers in one request")
-        if any(not uri or "\0" in uri or "\n" in uri for uri in uris):
-            raise invalid("a URI is empty or holds a NUL or newline")
+        for uri in uris:
+            check_uri(uri)
         if self.qualifiers is not None:
-            unsupported = sorted({q.name for q in qualifiers if q.name not in self.qualifiers})
-            if unsupported:
-                violations = [("qualifiers.name", f'"{name}" not supported') for name in unsupported]
-                raise invalid(
-                    f"qualifier(s) not supported: {', '.join(unsupported)}", [details.bad_request(violations)]
-                )
+            check_qualifiers((q.name for q in qualifiers), self.qualifiers, "qualifier(s) not supported")
         names = [q.name for q in qualifiers]
         if len(set(names)) != len(names):
             raise invalid("a qualifier name is given twice")
@@ -149,7 +140,9 @@ class AssetService:
     ) -> tuple[Ref | None, status_pb2.Status]:
         asked = self._common(request.instance_name, request.uris, request.qualifiers, request.digest_function)
         oldest = (
-            _moment(request.oldest_content_accepted) if request.HasField("oldest_content_accepted") else None
+            from_timestamp(request.oldest_content_accepted)
+            if request.HasField("oldest_content_accepted")
+            else None
         )
         found = newest_match(
             self.references.entries(request.uris), asked, match=self.match, kind=kind, oldest=oldest
@@ -207,7 +200,7 @@ class AssetService:
         blobs = tuple(parse_digest(d, "references_blobs") for d in request.references_blobs)
         trees = tuple(parse_digest(d, "references_directories") for d in request.references_directories)
         now = utc_now()
-        expire = _moment(request.expire_at) if request.HasField("expire_at") else None
+        expire = from_timestamp(request.expire_at) if request.HasField("expire_at") else None
         refs = [
             Ref(uri, kind, digest, asked, blobs, trees, recorded_at=now, expire_at=expire)
             for uri in dict.fromkeys(request.uris)
@@ -249,5 +242,5 @@ def _answer(found: Ref) -> dict[str, Any]:
         "digest_function": pb.DigestFunction.SHA256,
     }
     if found.expire_at is not None:
-        answer["expires_at"] = _stamp(found.expire_at)
+        answer["expires_at"] = to_timestamp(found.expire_at)
     return answer

@@ -25,9 +25,9 @@ from casvfs.errors import (
     OriginError,
 )
 from casvfs.origin import QUALIFIERS, fetch_from_origin
-from casvfs.protos import details, status_pb2
+from casvfs.protos import status_pb2
 from casvfs.refs import Kind, Qualifiers, Ref
-from casvfs.serve.rpc import invalid
+from casvfs.serve.rpc import check_qualifiers, invalid
 from casvfs.store.base import ContentStore
 
 log = logging.getLogger("casvfs.serve")
@@ -74,13 +74,9 @@ class OriginFetches:
     ) -> tuple[Ref | None, status_pb2.Status]:
         """Fetch the first allowed URI of *uris*, waiting at most *timeout*
         seconds; the reference found, or None and the status to answer."""
-        unsupported = sorted({name for name, _value in asked if name not in QUALIFIERS})
-        if unsupported:
-            violations = [("qualifiers.name", f'"{name}" not supported') for name in unsupported]
-            raise invalid(
-                f"cannot fetch from origin with qualifier(s) {', '.join(unsupported)}",
-                [details.bad_request(violations)],
-            )
+        check_qualifiers(
+            (name for name, _value in asked), QUALIFIERS, "cannot fetch from origin with qualifier(s)"
+        )
         uri = next((uri for uri in uris if self.allowed(uri)), None)
         if uri is None:
             return None, _status(

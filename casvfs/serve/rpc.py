@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -21,8 +21,8 @@ from google.protobuf.message import Message
 
 from casvfs.digest import Digest
 from casvfs.errors import CasvfsError, DigestError
+from casvfs.protos import details, status_pb2
 from casvfs.protos import remote_execution_pb2 as pb
-from casvfs.protos import status_pb2
 from casvfs.serve.metrics import Metrics
 
 log = logging.getLogger("casvfs.serve")
@@ -57,6 +57,17 @@ def parse_digest(message: pb.Digest, field: str) -> Digest:
         return Digest.from_proto(message)
     except DigestError as error:
         raise invalid(f"{field}: {error}") from None
+
+
+def check_qualifiers(names: Iterable[str], supported: Container[str], what: str) -> None:
+    """Refuse (``INVALID_ARGUMENT``) qualifiers whose names are not *supported*,
+    with the ``google.rpc.BadRequest`` detail the Remote Asset spec asks for: one
+    ``FieldViolation`` per name, field ``qualifiers.name``, description
+    ``"NAME" not supported``. *what* starts the message."""
+    unsupported = sorted({name for name in names if name not in supported})
+    if unsupported:
+        violations = [("qualifiers.name", f'"{name}" not supported') for name in unsupported]
+        raise invalid(f"{what}: {', '.join(unsupported)}", [details.bad_request(violations)])
 
 
 def check_digest_function(value: int) -> None:
