@@ -35,7 +35,7 @@ from casvfs.errors import (
     RefError,
 )
 from casvfs.refs import Kind, Ref, RefIndex, make_qualifiers, parse_duration, parse_qualifier, utc_now
-from casvfs.store import ContentStore, DigestOnlyStore, LocalStore, expanded_size
+from casvfs.store import ContentStore, DigestOnlyStore, expanded_size, parse_size
 from casvfs.stores import StoreSpec, default_config_file, default_store_dir
 
 log = logging.getLogger("casvfs")
@@ -214,13 +214,11 @@ def _cmd_cat(args: argparse.Namespace) -> None:
 
 
 def _size(text: str) -> int:
-    """A size in bytes: ``123``, or with a K, M, G or T suffix (powers of 1024)."""
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+    """:func:`casvfs.store.parse_size` as an argparse type."""
     try:
-        return int(float(number) * unit)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G, T)") from None
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _total(args: argparse.Namespace, tree: CasDirectory) -> int | None:
@@ -601,7 +599,7 @@ def _cmd_stats(args: argparse.Namespace) -> None:
 def _quota(store: str, text: str | None) -> int | None:
     from casvfs.gc import disk_quota
 
-    return disk_quota(LocalStore(store), text) if text else None
+    return disk_quota(store, text) if text else None
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
@@ -648,14 +646,15 @@ def _cmd_execute(args: argparse.Namespace) -> None:
     from casvfs.sandbox.execute import ActionCache
 
     spec = _spec(args)
-    store = spec.open()
+    store: ContentStore = spec.open_local()
     cache: ActionCache = LocalActionCache(store, RefIndex.of_store(spec.open_local()))
     upload = None
     if spec.has_remotes:
         from casvfs.remote import ActionCacheClient
         from casvfs.remote.transfer import push_tree
 
-        layered = spec.open_remote()
+        # one store and one set of connections for reading the action and uploading its outputs
+        store = layered = spec.open_remote()
         pushers = [client for client in layered.remotes if client.spec.push]
         if not pushers:
             raise ValueError("a remote action cache needs a remote with push: true")

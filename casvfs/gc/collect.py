@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 
 from casvfs.digest import Digest
 from casvfs.errors import REASON_BLOB_MISSING, StoreError
-from casvfs.refs import RefIndex, utc_now
+from casvfs.refs import Ref, RefIndex, utc_now
 from casvfs.store.local import TOUCH_SECONDS, LocalStore
+from casvfs.store.treesize import parse_size
 
 DEFAULT_GRACE = 3600.0
 """An hour, like git's prune expiry."""
@@ -60,9 +61,21 @@ class GcReport:
     dry_run: bool = False
 
 
-def _reachable(store: LocalStore, blobs: Iterable[Digest], trees: Iterable[Digest]) -> tuple[set[str], int]:
-    """The hashes of everything *blobs* and *trees* reach, and how many of
-    those the store lacks."""
+def _roots(store: LocalStore, refs: Iterable[Ref]) -> tuple[list[Ref], list[Digest]]:
+    """The live (unexpired) ones of *refs*, and the trees live mounts of *store* use."""
+    now = utc_now()
+    return [ref for ref in refs if not ref.expired(now)], store.live_roots().live()
+
+
+def _reachable(store: LocalStore, refs: Iterable[Ref], mounted: Iterable[Digest]) -> tuple[set[str], int]:
+    """The hashes of everything *refs* (their content) and the *mounted* trees
+    reach, and how many of those the store lacks."""
+    blobs: list[Digest] = []
+    trees: list[Digest] = list(mounted)
+    for ref in refs:
+        ref_blobs, ref_trees = ref.content
+        blobs += ref_blobs
+        trees += ref_trees
     seen: set[str] = {digest.hash for digest in blobs}
     missing = 0
     for root in trees:
@@ -111,22 +124,10 @@ def collect(
     started = time.monotonic()
     # anything used after this moment is in use now
     used_since = time.time() - grace
-    index = index or RefIndex.of_store(store)
     report = GcReport(dry_run=dry_run)
-    now = utc_now()
-    blobs: list[Digest] = []
-    trees: list[Digest] = []
-    for ref in index.by_prefix():
-        if ref.expired(now):
-            continue
-        report.roots += 1
-        ref_blobs, ref_trees = ref.content
-        blobs += ref_blobs
-        trees += ref_trees
-    roots = store.live_roots().live()
-    report.roots += len(roots)
-    trees += roots
-    reachable, report.missing = _reachable(store, blobs, trees)
+    live, mounted = _roots(store, (index or RefIndex.of_store(store)).by_prefix())
+    report.roots = len(live) + len(mounted)
+    reachable, report.missing = _reachable(store, live, mounted)
     candidates: list[tuple[float, str, int]] = []
     for name, size, used in store.object_uses():
         report.objects += 1
@@ -159,9 +160,9 @@ def collect(
     return report
 
 
-def disk_quota(store: LocalStore, text: str) -> int:
+def disk_quota(directory: str, text: str) -> int:
     """A quota given as bytes (``10G``, ``500M``, ``1024``) or as a percentage of
-    the file system holding *store* (``80%``)."""
+    the file system holding *directory* (a store's, ``80%``)."""
     text = text.strip()
     if text.endswith("%"):
         try:
@@ -170,11 +171,9 @@ def disk_quota(store: LocalStore, text: str) -> int:
             raise ValueError(f"not a percentage: {text!r}") from None
         if not 0 < share <= 100:
             raise ValueError(f"a quota percentage is between 0 and 100, not {text!r}")
-        return int(shutil.disk_usage(store.root).total * share / 100)
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    number, unit = (text[:-1], units[text[-1].upper()]) if text[-1:].upper() in units else (text, 1)
+        return int(shutil.disk_usage(directory).total * share / 100)
     try:
-        value = int(float(number) * unit)
+        value = parse_size(text)
     except ValueError:
         raise ValueError(f"not a size: {text!r} (bytes, K, M, G, T, or a percentage of the disk)") from None
     if value < 0:
@@ -199,13 +198,9 @@ class StoreStats:
 
 def store_stats(store: LocalStore, index: RefIndex | None = None) -> StoreStats:
     """Count *store*'s objects and references, and what they keep."""
-    index = index or RefIndex.of_store(store)
-    refs = index.by_prefix()
-    now = utc_now()
-    live = [ref for ref in refs if not ref.expired(now)]
-    blobs = [digest for ref in live for digest in ref.content[0]]
-    trees = [digest for ref in live for digest in ref.content[1]] + store.live_roots().live()
-    reachable, _missing = _reachable(store, blobs, trees)
+    refs = (index or RefIndex.of_store(store)).by_prefix()
+    live, mounted = _roots(store, refs)
+    reachable, _missing = _reachable(store, live, mounted)
     objects = total = kept = 0
     for name, size, _used in store.object_uses():
         objects += 1

@@ -5,7 +5,7 @@ from casvfs.store.digestonly import DigestOnlyStore
 from casvfs.store.local import FsckReport, LocalStore, TreeCheck
 from casvfs.store.memory import MemoryStore
 from casvfs.store.statcache import StatCache
-from casvfs.store.treesize import TreeSize, expanded_size
+from casvfs.store.treesize import TreeSize, expanded_size, parse_size
 from casvfs.store.validation import validate_directory
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "TreeSize",
     "directory_digest",
     "expanded_size",
+    "parse_size",
     "validate_directory",
 ]

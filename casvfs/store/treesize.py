@@ -126,3 +126,16 @@ def expanded_size(
         if stack:
             stack[-1].add(total)
     return known[root]
+
+
+SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """A size in bytes: ``123``, or with a K, M, G or T suffix (powers of 1024);
+    ``ValueError`` otherwise."""
+    number, unit = (text[:-1], SIZE_UNITS[text[-1].upper()]) if text[-1:].upper() in SIZE_UNITS else (text, 1)
+    try:
+        return int(float(number) * unit)
+    except ValueError:
+        raise ValueError(f"not a size: {text!r} (bytes, or with K, M, G, T)") from None
