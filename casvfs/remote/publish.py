@@ -61,16 +61,19 @@ def _content(store: LayeredStore, ref: Ref) -> list[Digest]:
     return list(wanted)
 
 
-def push_asset(store: LayeredStore, clients: Iterable[AssetClient], ref: Ref) -> AssetPushReport:
+def push_asset(
+    store: LayeredStore, clients: Iterable[AssetClient], ref: Ref, *, also: Sequence[str] = ()
+) -> AssetPushReport:
     """Push what *ref* names (its blob or tree, whole, and its reference lists)
-    to the storage remotes marked ``push``, then *ref* itself to *clients*."""
+    to the storage remotes marked ``push``, then *ref* itself to *clients*,
+    under its URI and the URIs *also* (one request: the content is checked once)."""
     digests = _content(store, ref)
     reports = tuple(push_tree(client, store, digests) for client in store.remotes if client.spec.push)
     indexed = []
     for client in clients:
         client.push(
             ref.kind,
-            ref.uri,
+            [ref.uri, *also],
             ref.digest,
             ref.qualifiers,
             expire_at=ref.expire_at,

@@ -88,9 +88,7 @@ def fetch_source(
     if push:
         if not isinstance(store, LayeredStore):
             raise ValueError("pushing a source needs a store with remotes (a LayeredStore)")
-        report = push_asset(store, push, refs[0])
-        for ref in refs[1:]:
-            push_asset(store, push, ref)
+        report = push_asset(store, push, refs[0], also=[ref.uri for ref in refs[1:]])
     return FetchedSource(digest, SourceOrigin.ORIGIN, report)
 
 

@@ -113,9 +113,11 @@ def _tree_message(store: ContentStore, root: Digest) -> pb.Tree:
     return tree
 
 
-def _outputs(command: pb.Command) -> list[str]:
+def _outputs(command: pb.Command) -> list[tuple[str, str]]:
+    """Each output path as the Command names it (relative to its working
+    directory) and as a path in the tree."""
     paths: Sequence[str] = command.output_paths or [*command.output_files, *command.output_directories]
-    return [posixpath.normpath(posixpath.join(command.working_directory, path)) for path in paths]
+    return [(path, posixpath.normpath(posixpath.join(command.working_directory, path))) for path in paths]
 
 
 def _result(store: ContentStore, command: pb.Command, ran: RunResult) -> pb.ActionResult:
@@ -125,8 +127,7 @@ def _result(store: ContentStore, command: pb.Command, ran: RunResult) -> pb.Acti
         stderr_digest=ran.stderr_digest.to_proto(),
     )
     tree: CasDirectory = ran.output
-    for wanted in command.output_paths or [*command.output_files, *command.output_directories]:
-        inside = posixpath.normpath(posixpath.join(command.working_directory, wanted))
+    for wanted, inside in _outputs(command):
         if not tree.exists(inside):
             continue
         stat = tree.stat(inside)
@@ -179,7 +180,7 @@ def execute(
         list(command.arguments),
         cwd=command.working_directory,
         env={item.name: item.value for item in command.environment_variables},
-        output_paths=_outputs(command),
+        output_paths=[inside for _wanted, inside in _outputs(command)],
         stage=stage,
         timeout=timeout or None,
         isolate=isolate,
