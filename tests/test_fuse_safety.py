@@ -20,6 +20,9 @@ from peers.casd import REPO
 from tests.mounts import mounted, wait_dead, wait_unmounted
 from tests.trees import build_host
 
+# every test runs on stateless read-only mounts and on mounts with handles
+pytestmark = pytest.mark.usefixtures("fuse_open_mode")
+
 LARGE = os.urandom(600 * 1024)  # read through the object file, not whole
 
 

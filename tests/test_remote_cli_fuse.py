@@ -19,6 +19,9 @@ from casvfs.remote import LayeredStore, RemoteSpec
 from tests.remote_servers import Server
 from tests.trees import Exe, Spec, build_host, host_snapshot
 
+# every test runs on stateless read-only mounts and on mounts with handles
+pytestmark = pytest.mark.usefixtures("fuse_open_mode")
+
 SPEC: Spec = {
     "README": b"read me\n",
     "src": {"main.c": b"int main(void) { return 0; }\n", "lib": {"util.c": os.urandom(3000)}},

@@ -3,6 +3,12 @@
 Every handler runs on the single trio thread: store reads, blob copies and
 scratch-file I/O go to worker threads (``trio.to_thread``), and any exception
 other than :class:`pyfuse3.FUSEError` becomes EIO and a log line.
+
+A read-only mount is *stateless* where pyfuse3 carries casvfs's patch
+(``patches/pyfuse3-stateless-open.patch``, see :func:`stateless_open_available`):
+``open`` and ``opendir`` answer ENOSYS, the kernel stops sending them (and
+release), keeps the pages and listings it got, and ``read``/``readdir`` are
+addressed by inode number.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import logging
 import os
 import stat as stat_module
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,6 +46,20 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
 SMALL_BLOB = 128 * 1024
 """Blobs up to this size are read whole at the first read: one trip to a worker
 thread serves every read of the handle (the kernel reads 128 KiB at a time)."""
+
+WHOLE_BLOB_CACHE = 64 * 1024 * 1024
+"""Bytes of large blobs a stateless mount keeps whole for a store without object
+files (a handle kept its blob until release; without handles, an LRU does)."""
+STATELESS_ENV = "CASVFS_FUSE_STATELESS_OPEN"
+"""Set to ``0`` to serve read-only mounts with open/opendir handles as on a stock
+pyfuse3 (the tests run both ways)."""
+
+
+def stateless_open_available() -> bool:
+    """Whether read-only mounts can be stateless: pyfuse3 has the
+    ``Operations.stateless_open`` patch and :data:`STATELESS_ENV` is not ``0``."""
+    return hasattr(pyfuse3.Operations, "stateless_open") and os.environ.get(STATELESS_ENV) != "0"
+
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
@@ -103,6 +124,10 @@ class CasOperations(pyfuse3.Operations):
         self._roots = store.live_roots()
         self._root_record = self._roots.register(root) if self._roots is not None else None
         self._rooted = {root}
+        # read by pyfuse3 when the session starts (a patched build; ignored by a stock one)
+        self.stateless_open = not writable and stateless_open_available()
+        self._whole_blobs: OrderedDict[int, bytes] = OrderedDict()
+        self._whole_bytes = 0
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -195,11 +220,16 @@ class CasOperations(pyfuse3.Operations):
 
     @handler
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        if self.stateless_open:
+            # once per session: the kernel then sends readdir with the inode as fh
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         await self._loaded(inode)
         return inode
 
     @handler
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        if self.stateless_open:
+            await self._loaded(fh)
         names = self.table.sorted_names(fh)
         children = self.table.directory(fh).children
         assert children is not None
@@ -252,6 +282,10 @@ class CasOperations(pyfuse3.Operations):
 
     @handler
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
+        if self.stateless_open:
+            # once per session: the kernel then opens without asking, keeps the
+            # pages it read and sends read with the inode as fh
+            raise pyfuse3.FUSEError(errno.ENOSYS)
         entry = self.table.get(inode)
         if entry.kind is not FileType.REGULAR_FILE:
             raise FsError(errno.EISDIR if entry.kind is FileType.DIRECTORY else errno.EINVAL)
@@ -273,6 +307,8 @@ class CasOperations(pyfuse3.Operations):
 
     @handler
     async def read(self, fh: int, off: int, size: int) -> bytes:
+        if self.stateless_open:
+            return await self._read_inode(self.table.get(fh), off, size)
         handle = self._handles[fh]
         if handle.data is None and handle.fd is None:
             await self._load_blob(handle)
@@ -280,6 +316,42 @@ class CasOperations(pyfuse3.Operations):
             return handle.data[off : off + size]
         assert handle.fd is not None
         return await trio.to_thread.run_sync(os.pread, handle.fd, size, off)
+
+    async def _read_inode(self, inode: Inode, off: int, size: int) -> bytes:
+        """A read of a stateless mount: by inode, with no handle to keep anything in."""
+        digest = inode.node.digest
+        if inode.kind is not FileType.REGULAR_FILE or digest is None:
+            raise FsError(errno.EISDIR if inode.kind is FileType.DIRECTORY else errno.EINVAL)
+        if digest.size_bytes <= SMALL_BLOB:
+            # the kernel asks for a small file's pages in one read and keeps them
+            data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+            return data[off : off + size]
+        fd = self._blob_files.acquire(inode.ino)
+        if fd is None:
+            opened = await trio.to_thread.run_sync(self.store.open_object, digest)
+            if opened is not None:
+                fd = self._blob_files.add(inode.ino, opened)
+        if fd is not None:
+            try:
+                return await trio.to_thread.run_sync(os.pread, fd, size, off)
+            finally:
+                self._blob_files.release(inode.ino)
+        return (await self._whole_blob(inode, digest))[off : off + size]
+
+    async def _whole_blob(self, inode: Inode, digest: Digest) -> bytes:
+        """A large blob of a store without object files, from a small LRU."""
+        data = self._whole_blobs.get(inode.ino)
+        if data is not None:
+            self._whole_blobs.move_to_end(inode.ino)
+            return data
+        data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+        if inode.ino not in self._whole_blobs:
+            self._whole_blobs[inode.ino] = data
+            self._whole_bytes += len(data)
+            while self._whole_bytes > WHOLE_BLOB_CACHE and len(self._whole_blobs) > 1:
+                _ino, dropped = self._whole_blobs.popitem(last=False)
+                self._whole_bytes -= len(dropped)
+        return data
 
     async def _load_blob(self, handle: _Handle) -> None:
         """Give a handle of an unmodified file its content: the whole blob if small,
