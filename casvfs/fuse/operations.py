@@ -33,6 +33,7 @@ from casvfs.fuse.blobfiles import BlobFiles
 from casvfs.fuse.capture import get_digest as capture_digest
 from casvfs.fuse.inodes import NAME_MAX, ROOT_INODE, FsError, Inode, InodeTable
 from casvfs.store.base import ContentStore
+from casvfs.store.cached_io import pread_cached
 from casvfs.timestamps import recorded_mtime_ns
 from casvfs.tree import FileType
 
@@ -50,6 +51,8 @@ thread serves every read of the handle (the kernel reads 128 KiB at a time)."""
 WHOLE_BLOB_CACHE = 64 * 1024 * 1024
 """Bytes of large blobs a stateless mount keeps whole for a store without object
 files (a handle kept its blob until release; without handles, an LRU does)."""
+USE_BATCH = 1024
+"""Blobs read on the event loop whose use is recorded in one worker-thread trip."""
 STATELESS_ENV = "CASVFS_FUSE_STATELESS_OPEN"
 """Set to ``0`` to serve read-only mounts with open/opendir handles as on a stock
 pyfuse3 (the tests run both ways)."""
@@ -126,6 +129,7 @@ class CasOperations(pyfuse3.Operations):
         self._rooted = {root}
         # read by pyfuse3 when the session starts (a patched build; ignored by a stock one)
         self.stateless_open = not writable and stateless_open_available()
+        self._unrecorded: list[Digest] = []
         self._whole_blobs: OrderedDict[int, bytes] = OrderedDict()
         self._whole_bytes = 0
 
@@ -134,8 +138,20 @@ class CasOperations(pyfuse3.Operations):
     async def _loaded(self, ino: int) -> None:
         digest = self.table.unloaded_digest(ino)
         if digest is not None:
-            message = await trio.to_thread.run_sync(self.store.get_directory, digest)
+            message = self.store.get_directory_cached(digest)
+            if message is None:
+                message = await trio.to_thread.run_sync(self.store.get_directory, digest)
+            else:
+                await self._used(digest)
             self.table.load_directory(ino, message)
+
+    async def _used(self, digest: Digest) -> None:
+        """*digest* was read on the loop (:meth:`ContentStore.read_cached`): record
+        its use with others, one worker-thread trip per :data:`USE_BATCH`."""
+        self._unrecorded.append(digest)
+        if len(self._unrecorded) >= USE_BATCH:
+            batch, self._unrecorded = self._unrecorded, []
+            await trio.to_thread.run_sync(self.store.record_use, batch)
 
     def attributes(self, inode: Inode) -> pyfuse3.EntryAttributes:
         """The kernel's view of an inode."""
@@ -324,7 +340,11 @@ class CasOperations(pyfuse3.Operations):
             raise FsError(errno.EISDIR if inode.kind is FileType.DIRECTORY else errno.EINVAL)
         if digest.size_bytes <= SMALL_BLOB:
             # the kernel asks for a small file's pages in one read and keeps them
-            data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+            data = self.store.read_cached(digest)
+            if data is None:
+                data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+            else:
+                await self._used(digest)
             return data[off : off + size]
         fd = self._blob_files.acquire(inode.ino)
         if fd is None:
@@ -333,6 +353,9 @@ class CasOperations(pyfuse3.Operations):
                 fd = self._blob_files.add(inode.ino, opened)
         if fd is not None:
             try:
+                cached = pread_cached(fd, size, off)
+                if cached is not None:
+                    return cached
                 return await trio.to_thread.run_sync(os.pread, fd, size, off)
             finally:
                 self._blob_files.release(inode.ino)
@@ -370,7 +393,11 @@ class CasOperations(pyfuse3.Operations):
             if fd is not None:
                 handle.fd, handle.shared = self._blob_files.add(inode.ino, fd), True
                 return
-        handle.data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+        handle.data = self.store.read_cached(digest)
+        if handle.data is None:
+            handle.data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+        else:
+            await self._used(digest)
 
     @handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -395,6 +422,8 @@ class CasOperations(pyfuse3.Operations):
         """Close what the mount kept open and release its live roots (called once
         the mount is gone)."""
         self._blob_files.close_all()
+        self.store.record_use(self._unrecorded)
+        self._unrecorded = []
         if self._roots is not None and self._root_record is not None:
             self._roots.release(self._root_record)
 

@@ -137,6 +137,12 @@ class LayeredStore(ContentStore):
         self.fetch_missing((digest,))
         return self.local.read_bytes(digest)
 
+    def read_cached(self, digest: Digest) -> bytes | None:
+        return self.local.read_cached(digest)  # what is missing needs a fetch: None
+
+    def record_use(self, digests: Iterable[Digest]) -> None:
+        self.local.record_use(digests)
+
     def local_path(self, digest: Digest) -> str | None:
         self.fetch_missing((digest,))
         return self.local.local_path(digest)

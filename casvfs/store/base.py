@@ -106,9 +106,31 @@ class ContentStore(abc.ABC):
         or None for a store that keeps none."""
         return None
 
+    def read_cached(self, digest: Digest) -> bytes | None:
+        """The blob, verified as :meth:`read_bytes` verifies it, if it can be had
+        without waiting for a disk or a network (for callers on an event loop);
+        None when it cannot, and on any failure (:meth:`read_bytes` then says what
+        is wrong). The use is not recorded: pass what it served to :meth:`record_use`."""
+        del digest
+        return None
+
+    def record_use(self, digests: Iterable[Digest]) -> None:
+        """Record that blobs served by :meth:`read_cached` were used (a store that
+        collects garbage by last use refreshes it); may wait for the disk."""
+        del digests
+
     def get_directory(self, digest: Digest) -> pb.Directory:
         """Load and validate a ``Directory`` message (untrusted input)."""
-        data = self.read_bytes(digest)
+        return self._parse_directory(digest, self.read_bytes(digest))
+
+    def get_directory_cached(self, digest: Digest) -> pb.Directory | None:
+        """:meth:`get_directory` if its blob can be read without waiting (see
+        :meth:`read_cached`), else None."""
+        data = self.read_cached(digest)
+        return None if data is None else self._parse_directory(digest, data)
+
+    @staticmethod
+    def _parse_directory(digest: Digest, data: bytes) -> pb.Directory:
         message = pb.Directory()
         try:
             message.ParseFromString(data)

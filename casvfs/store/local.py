@@ -23,6 +23,7 @@ from casvfs.errors import (
     os_errors,
 )
 from casvfs.store.base import ContentStore
+from casvfs.store.cached_io import open_cached, pread_cached
 from casvfs.store.roots import LiveRoots
 from casvfs.store.scratch import reclaim_scratch
 from casvfs.store.statcache import StatCache
@@ -179,6 +180,30 @@ class LocalStore(ContentStore):
             if actual != digest:
                 raise self._corrupt(digest, f"content hashes to {actual}")
         return data
+
+    def read_cached(self, digest: Digest) -> bytes | None:
+        fd = open_cached(self.object_path(digest))
+        if fd is None:
+            return None
+        try:
+            if not _as_written(os.fstat(fd), digest):
+                return None
+            data = pread_cached(fd, digest.size_bytes, 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if data is None or len(data) != digest.size_bytes:
+            return None
+        if self.verify_reads and digest_bytes(data) != digest:
+            return None  # read_bytes quarantines it and says so
+        return data
+
+    def record_use(self, digests: Iterable[Digest]) -> None:
+        for digest in digests:
+            path = self.object_path(digest)
+            with contextlib.suppress(OSError):
+                _touch(path, os.stat(path))
 
     def _object_fd(self, digest: Digest) -> int:
         """A read-only descriptor of the object file; ``blob-missing`` if absent."""

@@ -34,6 +34,9 @@ class MemoryStore(ContentStore):
         except KeyError:
             raise StoreError(f"blob {digest} is not in the store", reason=REASON_BLOB_MISSING) from None
 
+    def read_cached(self, digest: Digest) -> bytes | None:
+        return self._blobs.get(digest)
+
     def put_bytes(self, data: bytes) -> Digest:
         digest = digest_bytes(data)
         with self._lock:
