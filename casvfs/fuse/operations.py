@@ -60,8 +60,22 @@ pyfuse3 (the tests run both ways)."""
 
 def stateless_open_available() -> bool:
     """Whether read-only mounts can be stateless: pyfuse3 has the
-    ``Operations.stateless_open`` patch and :data:`STATELESS_ENV` is not ``0``."""
-    return hasattr(pyfuse3.Operations, "stateless_open") and os.environ.get(STATELESS_ENV) != "0"
+    ``Operations.stateless_open`` patch, the kernel takes ENOSYS for open and
+    opendir (no_opendir came in Linux 5.1; before, ENOSYS would fail the call) and
+    :data:`STATELESS_ENV` is not ``0``."""
+    return (
+        hasattr(pyfuse3.Operations, "stateless_open")
+        and _kernel_at_least(5, 1)
+        and os.environ.get(STATELESS_ENV) != "0"
+    )
+
+
+def _kernel_at_least(major: int, minor: int) -> bool:
+    release = os.uname().release.split("-")[0].split(".")
+    try:
+        return (int(release[0]), int(release[1])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
 
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
