@@ -159,6 +159,14 @@ class CasOperations(pyfuse3.Operations):
                 await self._used(digest)
             self.table.load_directory(ino, message)
 
+    async def _blob_bytes(self, digest: Digest) -> bytes:
+        """The whole blob: on the loop if the store has it cached, else from a worker thread."""
+        data = self.store.read_cached(digest)
+        if data is None:
+            return await trio.to_thread.run_sync(self.store.read_bytes, digest)
+        await self._used(digest)
+        return data
+
     async def _used(self, digest: Digest) -> None:
         """*digest* was read on the loop (:meth:`ContentStore.read_cached`): record
         its use with others, one worker-thread trip per :data:`USE_BATCH`."""
@@ -354,12 +362,7 @@ class CasOperations(pyfuse3.Operations):
             raise FsError(errno.EISDIR if inode.kind is FileType.DIRECTORY else errno.EINVAL)
         if digest.size_bytes <= SMALL_BLOB:
             # the kernel asks for a small file's pages in one read and keeps them
-            data = self.store.read_cached(digest)
-            if data is None:
-                data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
-            else:
-                await self._used(digest)
-            return data[off : off + size]
+            return (await self._blob_bytes(digest))[off : off + size]
         fd = self._blob_files.acquire(inode.ino)
         if fd is None:
             opened = await trio.to_thread.run_sync(self.store.open_object, digest)
@@ -381,7 +384,7 @@ class CasOperations(pyfuse3.Operations):
         if data is not None:
             self._whole_blobs.move_to_end(inode.ino)
             return data
-        data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
+        data = await self._blob_bytes(digest)
         if inode.ino not in self._whole_blobs:
             self._whole_blobs[inode.ino] = data
             self._whole_bytes += len(data)
@@ -407,11 +410,7 @@ class CasOperations(pyfuse3.Operations):
             if fd is not None:
                 handle.fd, handle.shared = self._blob_files.add(inode.ino, fd), True
                 return
-        handle.data = self.store.read_cached(digest)
-        if handle.data is None:
-            handle.data = await trio.to_thread.run_sync(self.store.read_bytes, digest)
-        else:
-            await self._used(digest)
+        handle.data = await self._blob_bytes(digest)
 
     @handler
     async def write(self, fh: int, off: int, buf: bytes) -> int:
