@@ -13,7 +13,7 @@ from google.protobuf.message import Message
 from casvfs.errors import REASON_INVALID_DIGEST, DigestError, StoreError, os_errors
 from casvfs.protos import remote_execution_pb2 as pb
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"[0-9a-f]{64}")
 # Large enough to amortise per-call overhead; hashlib releases the GIL on it.
 CHUNK_SIZE = 1 << 20
 
@@ -26,7 +26,8 @@ class Digest:
     size_bytes: int
 
     def __post_init__(self) -> None:
-        if not isinstance(self.hash, str) or not _HASH_RE.match(self.hash):
+        # fullmatch: "$" in a match would let a trailing newline through.
+        if not isinstance(self.hash, str) or not _HASH_RE.fullmatch(self.hash):
             raise DigestError(f"not a SHA-256 hex digest: {self.hash!r}", reason=REASON_INVALID_DIGEST)
         if not isinstance(self.size_bytes, int) or self.size_bytes < 0:
             raise DigestError(f"invalid blob size: {self.size_bytes!r}", reason=REASON_INVALID_DIGEST)
@@ -52,9 +53,28 @@ class Digest:
         return pb.Digest(hash=self.hash, size_bytes=self.size_bytes)
 
 
+_new_digest = object.__new__
+_set_field = object.__setattr__
+
+
+def checked_digest(hash_: str, size_bytes: int) -> Digest:
+    """A :class:`Digest` of values already known to be valid (a hash just computed,
+    an entry of a validated ``Directory`` message), built without checking them
+    again: a third of the cost of loading a directory was re-checking its digests."""
+    digest = _new_digest(Digest)
+    _set_field(digest, "hash", hash_)
+    _set_field(digest, "size_bytes", size_bytes)
+    return digest
+
+
+def entry_digest(message: pb.Digest) -> Digest:
+    """The digest of an entry of a validated ``Directory`` message, not checked again."""
+    return checked_digest(message.hash, message.size_bytes)
+
+
 def digest_bytes(data: bytes) -> Digest:
     """SHA-256 digest of a byte string."""
-    return Digest(hashlib.sha256(data).hexdigest(), len(data))
+    return checked_digest(hashlib.sha256(data).hexdigest(), len(data))
 
 
 def digest_stream(stream: BinaryIO) -> Digest:
@@ -64,7 +84,7 @@ def digest_stream(stream: BinaryIO) -> Digest:
     while chunk := stream.read(CHUNK_SIZE):
         hasher.update(chunk)
         size += len(chunk)
-    return Digest(hasher.hexdigest(), size)
+    return checked_digest(hasher.hexdigest(), size)
 
 
 def digest_file(path: str | os.PathLike[str]) -> Digest:

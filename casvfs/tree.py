@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from casvfs.digest import Digest
+from casvfs.digest import Digest, checked_digest
 from casvfs.protos import remote_execution_pb2 as pb
 
 NodeProperty = tuple[str, str]
@@ -95,11 +95,9 @@ def properties_to_proto(node: Node) -> pb.NodeProperties | None:
 
 
 def _properties_from_proto(
-    message: pb.NodeProperties, has: bool
+    message: pb.NodeProperties,
 ) -> tuple[int | None, int | None, tuple[NodeProperty, ...]]:
     """``(mtime_ns, unix_mode, other properties)`` of a ``NodeProperties`` message."""
-    if not has:
-        return None, None, ()
     mtime = message.mtime.seconds * 1_000_000_000 + message.mtime.nanos if message.HasField("mtime") else None
     mode = message.unix_mode.value if message.HasField("unix_mode") else None
     return mtime, mode, tuple((prop.name, prop.value) for prop in message.properties)
@@ -108,32 +106,36 @@ def _properties_from_proto(
 def read_directory(message: pb.Directory) -> DirectoryContents:
     """The entries and own properties of a (validated) ``Directory`` message."""
     nodes: dict[str, Node] = {}
+    regular, directory_type, symlink = FileType.REGULAR_FILE, FileType.DIRECTORY, FileType.SYMLINK
     for file in message.files:
-        mtime, mode, props = _properties_from_proto(file.node_properties, file.HasField("node_properties"))
-        digest = Digest.from_proto(file.digest)
-        nodes[file.name] = Node(
-            file.name,
-            FileType.REGULAR_FILE,
-            executable=file.is_executable,
-            size=digest.size_bytes,
-            digest=digest,
-            mtime_ns=mtime,
-            unix_mode=mode,
-            properties=props,
-        )
+        # Positional and without re-checking the digest: this runs once per entry
+        # of every directory loaded (FUSE listings, walks, merges).
+        wire = file.digest
+        size = wire.size_bytes
+        digest = checked_digest(wire.hash, size)
+        if file.HasField("node_properties"):
+            mtime, mode, props = _properties_from_proto(file.node_properties)
+            nodes[file.name] = Node(
+                file.name, regular, file.is_executable, size, "", digest, mtime, mode, props
+            )
+        else:
+            nodes[file.name] = Node(file.name, regular, file.is_executable, size, "", digest)
     for directory in message.directories:
+        wire = directory.digest
         nodes[directory.name] = Node(
-            directory.name, FileType.DIRECTORY, digest=Digest.from_proto(directory.digest)
+            directory.name, directory_type, False, 0, "", checked_digest(wire.hash, wire.size_bytes)
         )
     for link in message.symlinks:
-        mtime, mode, props = _properties_from_proto(link.node_properties, link.HasField("node_properties"))
-        nodes[link.name] = Node(
-            link.name, FileType.SYMLINK, target=link.target, mtime_ns=mtime, unix_mode=mode, properties=props
-        )
-    mtime, mode, props = _properties_from_proto(message.node_properties, message.HasField("node_properties"))
+        if link.HasField("node_properties"):
+            mtime, mode, props = _properties_from_proto(link.node_properties)
+            nodes[link.name] = Node(link.name, symlink, False, 0, link.target, None, mtime, mode, props)
+        else:
+            nodes[link.name] = Node(link.name, symlink, target=link.target)
     own = None
-    if mtime is not None or mode is not None or props:
-        own = Node("", FileType.DIRECTORY, mtime_ns=mtime, unix_mode=mode, properties=props)
+    if message.HasField("node_properties"):
+        mtime, mode, props = _properties_from_proto(message.node_properties)
+        if mtime is not None or mode is not None or props:
+            own = Node("", FileType.DIRECTORY, mtime_ns=mtime, unix_mode=mode, properties=props)
     return DirectoryContents(nodes, own)
 
 

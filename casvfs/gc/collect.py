@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from casvfs.digest import Digest
+from casvfs.digest import Digest, entry_digest
 from casvfs.errors import REASON_BLOB_MISSING, StoreError
 from casvfs.refs import Ref, RefIndex, utc_now
 from casvfs.store.local import TOUCH_SECONDS, LocalStore
@@ -97,7 +97,7 @@ def _reachable(store: LocalStore, refs: Iterable[Ref], mounted: Iterable[Digest]
             for child in message.directories:
                 if child.digest.hash not in seen:
                     seen.add(child.digest.hash)
-                    pending.append(Digest.from_proto(child.digest))
+                    pending.append(entry_digest(child.digest))
     return seen, missing
 
 

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from casvfs.digest import EMPTY_DIGEST, Digest, digest_bytes, serialize_message
+from casvfs.digest import EMPTY_DIGEST, Digest, digest_bytes, entry_digest, serialize_message
 from casvfs.errors import REASON_BLOB_MISSING, REASON_REMOTE_ERROR, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.remote.client import CasClient
@@ -105,7 +105,7 @@ def tree_from_remote(client: CasClient, root: Digest, into: ContentStore) -> Non
             validate_directory(message, digest)
             into.put_bytes(received[digest])
             for node in message.directories:
-                child = Digest.from_proto(node.digest)
+                child = entry_digest(node.digest)
                 if child not in seen:
                     seen.add(child)
                     below.append(child)
@@ -116,7 +116,7 @@ def _children(store: ContentStore, parents: Iterable[Digest]) -> list[Digest]:
     children: dict[Digest, None] = {}
     for parent in parents:
         for node in store.get_directory(parent).directories:
-            children[Digest.from_proto(node.digest)] = None
+            children[entry_digest(node.digest)] = None
     return list(children)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import grpc
 
-from casvfs.digest import CHUNK_SIZE, Digest
+from casvfs.digest import CHUNK_SIZE, Digest, entry_digest
 from casvfs.errors import REASON_BLOB_CORRUPT, REASON_BLOB_MISSING, StoreError
 from casvfs.protos import bytestream_pb2 as bs
 from casvfs.protos import remote_execution_pb2 as pb
@@ -222,7 +222,7 @@ class CasService:
                 continue
             yield message
             for node in message.directories:
-                child = Digest.from_proto(node.digest)
+                child = entry_digest(node.digest)
                 if child not in seen:
                     seen.add(child)
                     queue.append(child)

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from google.protobuf.message import DecodeError
 
-from casvfs.digest import Digest, digest_bytes, digest_message, serialize_message
+from casvfs.digest import Digest, digest_bytes, digest_message, entry_digest, serialize_message
 from casvfs.errors import REASON_BLOB_CORRUPT, REASON_INVALID_DIRECTORY, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
 from casvfs.store.roots import LiveRoots
@@ -166,7 +166,7 @@ class ContentStore(abc.ABC):
                 continue
             yield digest, message
             for node in message.directories:
-                child = Digest.from_proto(node.digest)
+                child = entry_digest(node.digest)
                 if child not in seen:
                     seen.add(child)
                     queue.append(child)
@@ -179,7 +179,7 @@ class ContentStore(abc.ABC):
             if directories:
                 blobs[digest] = None
             for node in message.files:
-                blobs[Digest.from_proto(node.digest)] = None
+                blobs[entry_digest(node.digest)] = None
         return list(blobs)
 
     def put_tree(self, tree: pb.Tree) -> Digest:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
-from casvfs.digest import CHUNK_SIZE, Digest, digest_bytes, digest_stream
+from casvfs.digest import CHUNK_SIZE, Digest, digest_bytes, digest_stream, entry_digest
 from casvfs.errors import (
     REASON_BLOB_CORRUPT,
     REASON_BLOB_MISSING,
@@ -432,7 +432,7 @@ class LocalStore(ContentStore):
             root, unreadable=lambda digest, error: self._record(check, digest, error)
         ):
             check.directories += 1
-            files.update((Digest.from_proto(node.digest), None) for node in message.files)
+            files.update((entry_digest(node.digest), None) for node in message.files)
         done = 0
         for digest in files:
             try:

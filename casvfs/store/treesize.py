@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from casvfs.digest import Digest
+from casvfs.digest import Digest, entry_digest
 from casvfs.errors import REASON_INVALID_DIRECTORY, StoreError
 from casvfs.store.base import ContentStore
 
@@ -60,14 +60,14 @@ class _Level:
 def _load(store: ContentStore, digest: Digest, files: dict[Digest, None] | None) -> _Level:
     message = store.get_directory(digest)
     if files is not None:
-        files.update((Digest.from_proto(node.digest), None) for node in message.files)
+        files.update((entry_digest(node.digest), None) for node in message.files)
     return _Level(
         digest,
         files=len(message.files),
         directories=len(message.directories),
         symlinks=len(message.symlinks),
         bytes=sum(node.digest.size_bytes for node in message.files),
-        subdirectories=[Digest.from_proto(node.digest) for node in message.directories],
+        subdirectories=[entry_digest(node.digest) for node in message.directories],
     )
 
 

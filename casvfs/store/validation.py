@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from casvfs.digest import Digest
 from casvfs.errors import REASON_INVALID_DIRECTORY, DigestError, StoreError
 from casvfs.protos import remote_execution_pb2 as pb
@@ -52,11 +54,73 @@ def _check_mode(where: str, properties: pb.NodeProperties, digest: Digest | None
         )
 
 
+_HASHES = re.compile(r"(?:[0-9a-f]{64}\n)*")
+"""Hashes, one per line: every entry's digest checked in one call."""
+
+
 def validate_directory(message: pb.Directory, digest: Digest | None = None) -> None:
     """Raise :class:`~casvfs.StoreError` (reason ``invalid-directory``) unless *message*
     has valid, unique names, each list sorted, well-formed digests, symlink
     targets a host can hold (non-empty, no NUL, at most 4095 bytes of UTF-8) and
     ``unix_mode`` properties of permission bits only (``0o7777``)."""
+    # Whole-list checks first, in C: 12.5 us per entry went to 3 (tiny corpus,
+    # validate + read_directory). Only a message that fails one is walked entry by
+    # entry, to say what is wrong.
+    if not _looks_valid(message):
+        _explain(message, digest)
+        # The quick checks are a sum of the entry checks: a message one rejects
+        # is one _explain raises for. Should they ever disagree, refuse it anyway.
+        raise _invalid(digest, "rejected")
+
+
+def _looks_valid(message: pb.Directory) -> bool:
+    """Whether *message* passes every check of :func:`validate_directory`
+    (False: :func:`_explain` finds the first failure)."""
+    files, directories, symlinks = message.files, message.directories, message.symlinks
+    file_names = [node.name for node in files]
+    directory_names = [node.name for node in directories]
+    if file_names != sorted(file_names) or directory_names != sorted(directory_names):
+        return False
+    names = file_names + directory_names
+    properties = [message.node_properties]
+    properties += [node.node_properties for node in files if node.HasField("node_properties")]
+    if symlinks:  # rare: skipped at no cost when absent
+        symlink_names = [node.name for node in symlinks]
+        if symlink_names != sorted(symlink_names) or not all(map(_target_ok, symlinks)):
+            return False
+        names += symlink_names
+        properties += [node.node_properties for node in symlinks if node.HasField("node_properties")]
+    unique = set(names)
+    if len(unique) != len(names) or not unique.isdisjoint(_SPECIAL_NAMES):
+        return False
+    joined = "/".join(names)
+    if joined.count("/") != max(len(names) - 1, 0) or "\0" in joined:
+        return False
+    digests = [node.digest for node in files]
+    digests += [node.digest for node in directories]
+    if digests and (
+        not _HASHES.fullmatch("\n".join([d.hash for d in digests]) + "\n")
+        or min([d.size_bytes for d in digests]) < 0
+    ):
+        return False
+    return not any(p.unix_mode.value & ~MODE_BITS for p in properties)
+
+
+_SPECIAL_NAMES = ("", ".", "..")
+
+
+def _target_ok(node: pb.SymlinkNode) -> bool:
+    target = node.target
+    if not target or "\0" in target:
+        return False
+    # A UTF-8 character is at most 4 bytes: encode only targets that might be long.
+    return len(target) * 4 <= MAX_SYMLINK_TARGET or (
+        len(target.encode("utf-8", "surrogatepass")) <= MAX_SYMLINK_TARGET
+    )
+
+
+def _explain(message: pb.Directory, digest: Digest | None) -> None:
+    """Raise the error for the first entry of *message* that fails a check."""
     _check_mode("the directory", message.node_properties, digest)
     seen: set[str] = set()
     for kind, nodes in (
