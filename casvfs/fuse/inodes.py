@@ -35,7 +35,7 @@ class FsError(Exception):
         self.errno = code
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Inode:
     """One file, directory or symlink of the mount."""
 
@@ -140,21 +140,24 @@ class InodeTable:
         self.loaded_directories += 1
 
     def _inode_for(self, node: Node, parent: int) -> int:
-        key = (node.digest, node.executable, node.mtime_ns)
-        if node.type is FileType.REGULAR_FILE and self.shared_files and key in self._by_content:
-            return self._by_content[key]
-        ino = next(self._next)
+        regular = node.type is FileType.REGULAR_FILE
+        if regular and self.shared_files:
+            key = (node.digest, node.executable, node.mtime_ns)
+            shared = self._by_content.get(key)
+            if shared is not None:
+                return shared
+            self._by_content[key] = ino = next(self._next)
+        else:
+            ino = next(self._next)
         self.inodes[ino] = Inode(
             ino,
             node.type,
             node,
-            parent=parent,
-            executable=node.executable,
-            size=node.size if node.type is FileType.REGULAR_FILE else len(node.target.encode()),
-            mtime_ns=node.mtime_ns if node.mtime_ns is not None else ARBITRARY_NS,
+            parent,
+            node.executable,
+            node.size if regular else len(node.target.encode()),
+            node.mtime_ns if node.mtime_ns is not None else ARBITRARY_NS,
         )
-        if node.type is FileType.REGULAR_FILE and self.shared_files:
-            self._by_content[key] = ino
         return ino
 
     def lookup(self, parent: int, name: str) -> Inode | None:
