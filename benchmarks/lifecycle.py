@@ -242,12 +242,14 @@ def second_version(
 
 
 def _age(store: LocalStore) -> int:
-    """Make every object's last use :data:`AGE` seconds old; how many there are."""
+    """Make every object's last use, and every import, :data:`AGE` seconds old; how
+    many objects there are."""
     used = time.time() - AGE
     count = 0
     for relative, _hash in store.iter_objects():
         os.utime(os.path.join(store.root, relative), (used, ARBITRARY_TIMESTAMP))
         count += 1
+    store.stat_cache().backdate_imports(AGE)
     return count
 
 

@@ -25,10 +25,16 @@ AGE = 7200.0
 
 
 def _age(store: LocalStore, seconds: float = AGE) -> None:
-    """Make every object look last used *seconds* ago."""
+    """Make every object, and every import (which roots its tree through the
+    grace period), look last used *seconds* ago."""
     when = time.time() - seconds
     for relative, _name in store.iter_objects():
         os.utime(os.path.join(store.root, relative), (when, ARBITRARY_TIMESTAMP))
+    _age_imports(store, seconds)
+
+
+def _age_imports(store: LocalStore, seconds: float = AGE) -> None:
+    store.stat_cache().backdate_imports(seconds)
 
 
 def _tree(store: LocalStore, tmp_path: Path, name: str, files: dict[str, bytes]) -> Digest:
@@ -88,6 +94,7 @@ def test_a_quota_removes_least_recently_used_first(tmp_path: Path) -> None:
     for age, tree in zip((4, 3, 2, 1), trees, strict=True):
         for digest in store.tree_blobs(tree, directories=True):
             os.utime(store.object_path(digest), (time.time() - age * AGE, ARBITRARY_TIMESTAMP))
+    _age_imports(store)
     total = store_stats(store).stored_bytes
     assert collect(store, quota_high=total + 1).removed == 0  # under the high mark: nothing
     report = collect(store, quota_high=total - 1, quota_low=total - 15_000)

@@ -2,8 +2,9 @@
 
 The tree is walked with ``os.scandir`` while file contents are hashed and
 stored by a thread pool, in batches (hashlib and file I/O release the GIL); files whose
-stat matches the store's :class:`~casvfs.store.StatCache` are not read at all.
-``Directory`` messages are then built bottom up.
+stat matches the store's :class:`~casvfs.store.StatCache` are not read at all, and
+directories whose listing it knows are not looked into. ``Directory`` messages
+are then built bottom up (or reused from the cache).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat as stat_module
+import struct
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +21,9 @@ from dataclasses import dataclass, field
 from casvfs.digest import Digest
 from casvfs.directory.types import Progress
 from casvfs.errors import REASON_NOT_A_DIRECTORY, DirectoryError, os_error, os_errors
+from casvfs.store import statcache
 from casvfs.store.base import ContentStore
+from casvfs.store.statcache import StatCache, Trust
 from casvfs.timestamps import recorded_mtime_ns
 from casvfs.tree import FileType, Node, directory_to_proto
 
@@ -49,7 +53,15 @@ class _HostDir:
     symlinks: list[Node] = field(default_factory=list)
     subdirs: list[int] = field(default_factory=list)
     hashed: set[str] = field(default_factory=set)
-    """Names of the files read this time (the others came from the stat cache)."""
+    """Names of the files to record in the stat cache: read this time, or found
+    in it and confirmed in the store."""
+    listing: bytes = b""
+    """Names and stats of the entries (and the directory's own), as the stat
+    cache compares them."""
+    settled: bool = True
+    """Nothing in the listing changed within the racy window: it may be recorded."""
+    recorded: tuple[str, Digest] | None = None
+    """The stat cache's subdirectory digests and digest for this listing."""
     digest: Digest | None = None
 
 
@@ -90,18 +102,52 @@ def import_host_tree(
         top = os.stat(root)
     if not stat_module.S_ISDIR(top.st_mode):
         raise DirectoryError(f"{root} is not a directory", reason=REASON_NOT_A_DIRECTORY)
-    ingest = _Ingest(store, workers or default_workers(), progress, skipped, tuple(exclude))
-    dirs = ingest.scan(_HostDir(os.path.abspath(root), top, "", ""))
-    started = ingest.started
+    options = _Options(wanted, tuple(exclude), workers or default_workers(), progress, skipped)
     cache = store.stat_cache()
-    keep_mtime = "mtime" in wanted
-    keep_mode = "unix_mode" in wanted
+    trust = cache.trust() if cache is not None else Trust(None)
+    digest = _import(store, os.path.abspath(root), top, options, cache, trust)
+    if cache is not None and trust.generation is not None and not cache.still(trust):
+        # objects were removed meanwhile: what the cache vouched for may be gone
+        digest = _import(store, os.path.abspath(root), top, options, cache, Trust(None))
+    return digest
+
+
+@dataclass(frozen=True)
+class _Options:
+    properties: frozenset[str]
+    exclude: tuple[str, ...]
+    workers: int
+    progress: Progress | None
+    skipped: dict[str, list[str]] | None
+
+
+def _import(
+    store: ContentStore,
+    root: str,
+    top: os.stat_result,
+    options: _Options,
+    cache: StatCache | None,
+    trust: Trust,
+) -> Digest:
+    if options.skipped is not None:
+        options.skipped.clear()
+    ingest = _Ingest(store, options, cache, trust)
+    dirs = ingest.scan(_HostDir(root, top, "", ""))
+    started = ingest.started
+    keep_mtime = "mtime" in options.properties
+    keep_mode = "unix_mode" in options.properties
     for host_dir in reversed(dirs):
+        children = "".join(f"{dirs[child].digest}\n" for child in host_dir.subdirs)
+        if host_dir.recorded is not None:
+            if host_dir.recorded[0] == children:
+                host_dir.digest = host_dir.recorded[1]
+                continue
+            ingest.resolve_files(host_dir)  # a subdirectory changed: the files are needed
         nodes: list[Node] = list(host_dir.symlinks)
         for name, st, digest in host_dir.files:
             assert digest is not None
             if cache is not None and name in host_dir.hashed:
-                cache.record(st, digest, hashed_at=started)
+                cache.record(st, digest, hashed_at=started, trust=trust)
             nodes.append(
                 Node(
                     name,
@@ -122,30 +168,30 @@ def import_host_tree(
             unix_mode=stat_module.S_IMODE(host_dir.st.st_mode) if keep_mode else None,
         )
         host_dir.digest = store.put_directory(directory_to_proto(nodes, own))
+        if cache is not None and host_dir.settled:
+            cache.record_directory(host_dir.st, host_dir.listing, children, host_dir.digest, trust)
+    root_digest = dirs[0].digest
+    assert root_digest is not None
     if cache is not None:
+        cache.record_import(root_digest)
         cache.flush()
-    assert dirs[0].digest is not None
-    return dirs[0].digest
+    return root_digest
 
 
 class _Ingest:
     """The walk: lists directories, looks files up in the stat cache, and hands the
     rest to a thread pool in batches."""
 
-    def __init__(
-        self,
-        store: ContentStore,
-        workers: int,
-        progress: Progress | None,
-        skipped: dict[str, list[str]] | None,
-        exclude: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, store: ContentStore, options: _Options, cache: StatCache | None, trust: Trust) -> None:
         self.store = store
-        self.exclude = exclude
-        self.cache = store.stat_cache()
-        self.workers = workers
-        self.progress = progress
-        self.skipped = skipped
+        self.exclude = options.exclude
+        self.cache = cache
+        self.trust = trust
+        self.workers = options.workers
+        self.progress = options.progress
+        self.skipped = options.skipped
+        # what changes digests without changing a listing
+        self.listing_prefix = f"{sorted(options.properties)}{options.exclude}\0".encode()
         self.started = time.time()
         self.done = [0, 0]
         self.batch: _Batch = []
@@ -164,14 +210,19 @@ class _Ingest:
                 index += 1
             self._submit()
             for batch, future in self.batches:
-                for (host_dir, position, _path), digest in zip(batch, _result(future, batch), strict=True):
-                    name, st, _ = host_dir.files[position]
-                    host_dir.files[position] = (name, st, digest)
+                self._collect(batch, future)
+            self.batches.clear()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
         return dirs
+
+    @staticmethod
+    def _collect(batch: _Batch, future: Future[list[Digest]]) -> None:
+        for (host_dir, position, _path), digest in zip(batch, _result(future, batch), strict=True):
+            name, st, _ = host_dir.files[position]
+            host_dir.files[position] = (name, st, digest)
 
     def _store_batch(self, batch: _Batch) -> list[Digest]:
         digests = []
@@ -194,23 +245,21 @@ class _Ingest:
         host_dir = dirs[index]
         with os_errors(f"cannot list {host_dir.path}"), os.scandir(host_dir.path) as listing:
             entries = sorted(listing, key=lambda entry: entry.name)
+        own = host_dir.st
+        names: list[str] = []
+        stats = [own.st_mode, own.st_mtime_ns, own.st_ctime_ns]
+        last_change = max(own.st_mtime_ns, own.st_ctime_ns)
         for entry in entries:
             if self.exclude and _excluded(host_dir.prefix + entry.name, entry.name, self.exclude):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
                 mode = st.st_mode
+                names.append(entry.name)
+                stats += (mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                last_change = max(last_change, st.st_mtime_ns, st.st_ctime_ns)
                 if stat_module.S_ISREG(mode):
-                    cached = self.cache.lookup(st) if self.cache is not None else None
-                    if cached is not None and self.store.has(cached):
-                        host_dir.files.append((entry.name, st, cached))
-                        continue
-                    self.batch.append((host_dir, len(host_dir.files), entry.path))
-                    host_dir.hashed.add(entry.name)
                     host_dir.files.append((entry.name, st, None))
-                    self.batch_bytes += st.st_size
-                    if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
-                        self._submit()
                 elif stat_module.S_ISDIR(mode):
                     host_dir.subdirs.append(len(dirs))
                     dirs.append(_HostDir(entry.path, st, entry.name, f"{host_dir.prefix}{entry.name}/"))
@@ -222,6 +271,48 @@ class _Ingest:
                     self.skipped.setdefault(host_dir.prefix, []).append(entry.name)
             except OSError as error:
                 raise os_error(error, f"cannot import {entry.path}") from None
+        host_dir.listing = (
+            self.listing_prefix
+            + "\0".join(names).encode("utf-8", "surrogateescape")
+            + struct.pack(f"<{len(stats)}q", *stats)
+        )
+        host_dir.settled = last_change < (self.started - statcache.RACY_SECONDS) * 1e9
+        if self.cache is not None:
+            host_dir.recorded = self.cache.lookup_directory(own, host_dir.listing, self.trust)
+        if host_dir.recorded is None:
+            for position, (name, st, _digest) in enumerate(host_dir.files):
+                self._file(host_dir, position, name, st)
+
+    def _file(self, host_dir: _HostDir, position: int, name: str, st: os.stat_result) -> None:
+        """Take a file's digest from the stat cache, or queue the file for hashing."""
+        if self._cached(host_dir, position, name, st):
+            return
+        self.batch.append((host_dir, position, os.path.join(host_dir.path, name)))
+        host_dir.hashed.add(name)
+        self.batch_bytes += st.st_size
+        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+            self._submit()
+
+    def _cached(self, host_dir: _HostDir, position: int, name: str, st: os.stat_result) -> bool:
+        """Whether the stat cache gave file *position* of *host_dir* its digest."""
+        hit = self.cache.lookup(st, self.trust) if self.cache is not None else None
+        if hit is None or not (hit.present or self.store.has(hit.digest)):
+            return False
+        host_dir.files[position] = (name, st, hit.digest)
+        if not hit.present:
+            host_dir.hashed.add(name)  # confirmed: recorded again, trusted next time
+        return True
+
+    def resolve_files(self, host_dir: _HostDir) -> None:
+        """The digests of the files of a directory whose listing the stat cache
+        knew (the walk skipped them) but whose subdirectories changed: from the
+        stat cache, else read now (the pool is gone by then)."""
+        for position, (name, st, _digest) in enumerate(host_dir.files):
+            if not self._cached(host_dir, position, name, st):
+                path = os.path.join(host_dir.path, name)
+                (digest,) = self._store_batch([(host_dir, position, path)])
+                host_dir.files[position] = (name, st, digest)
+                host_dir.hashed.add(name)
 
 
 def _excluded(path: str, name: str, patterns: tuple[str, ...]) -> bool:

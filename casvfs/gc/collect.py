@@ -3,8 +3,10 @@
 Roots: every live reference (not expired) and all it references (trees walked
 whole, ``references_*`` included), every tree a live mount shows or captured, and
 every object used (written, found, read or deduplicated against) within the grace
-period, so an import under way in another process is never cut. Nothing a root
-reaches is ever removed.
+period, so an import under way in another process is never cut, and every tree
+imported within it (an import that trusted the stat cache used no object it can
+see). Nothing a root reaches is ever removed. While it removes objects, imports
+trust no presence the stat cache records (:meth:`StatCache.removing`).
 
 Without a quota, every other object goes. With one (buildbox-casd's shape), only
 when the store holds more than *quota_high* bytes, least recently used first,
@@ -17,6 +19,7 @@ between (:meth:`LocalStore.remove_unused`).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Iterable
@@ -128,32 +131,37 @@ def collect(
     live, mounted = _roots(store, (index or RefIndex.of_store(store)).by_prefix())
     report.roots = len(live) + len(mounted)
     reachable, report.missing = _reachable(store, live, mounted)
+    # Trees imported within the grace period are in recent use: an import that
+    # trusted the stat cache refreshed none of their objects' last use.
+    recent, _missing = _reachable(store, (), store.stat_cache().imported_since(used_since, prune=not dry_run))
     candidates: list[tuple[float, str, int]] = []
     for name, size, used in store.object_uses():
         report.objects += 1
         report.stored_bytes += size
         if name in reachable:
             report.reachable += 1
-        elif used >= used_since:
+        elif used >= used_since or name in recent:
             report.kept_young += 1
         else:
             candidates.append((used, name, size))
     candidates.sort()  # least recently used first
     held = report.stored_bytes
-    for _used, name, size in candidates:
-        if (
-            quota_high is not None
-            and quota_low is not None
-            and (report.stored_bytes <= quota_high or held <= quota_low)
-        ):
-            break
-        freed = size if dry_run else store.remove_unused(name, used_since=used_since)
-        if dry_run:
-            report.listed.append(name)
-        if freed or dry_run:
-            report.removed += 1
-            report.freed_bytes += freed
-            held -= freed
+    removing = store.stat_cache().removing() if candidates and not dry_run else contextlib.nullcontext()
+    with removing:  # imports meanwhile trust no recorded presence
+        for _used, name, size in candidates:
+            if (
+                quota_high is not None
+                and quota_low is not None
+                and (report.stored_bytes <= quota_high or held <= quota_low)
+            ):
+                break
+            freed = size if dry_run else store.remove_unused(name, used_since=used_since)
+            if dry_run:
+                report.listed.append(name)
+            if freed or dry_run:
+                report.removed += 1
+                report.freed_bytes += freed
+                held -= freed
     if not dry_run:
         report.tidied = store.tidy()
     report.seconds = time.monotonic() - started

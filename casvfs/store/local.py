@@ -270,6 +270,7 @@ class LocalStore(ContentStore):
         """Move the object *digest* out of ``objects/`` into ``quarantine/`` (named by
         hash and time), so it is never served again; return where it went."""
         target = os.path.join(self._quarantine, f"{digest.hash}.{time.time_ns()}")
+        self.stat_cache().revoke()  # imports must not trust it is here
         # another reader may have moved it first
         with (
             os_errors(f"cannot quarantine blob {digest}", kind=StoreError),
@@ -539,6 +540,9 @@ class LocalStore(ContentStore):
 
         Raises :class:`~casvfs.StoreError` if the store cannot be read (or, with
         *repair*, changed)."""
+        # Objects removed by hand are found missing by nothing else: the next
+        # import checks every blob again instead of trusting the stat cache.
+        self.stat_cache().revoke()
         with os_errors(f"cannot check the store at {self.root}", kind=StoreError):
             return self._fsck(repair, progress, stale_after)
 
