@@ -14,7 +14,7 @@ import enum
 import os
 import stat as stat_module
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from casvfs.digest import Digest, checked_digest
@@ -56,7 +56,21 @@ class Node:
 
     def renamed(self, name: str) -> Node:
         """The same node under another name."""
-        return replace(self, name=name)
+        if name == self.name:
+            return self
+        # positional: dataclasses.replace cost 14 us a call (a third of a merge)
+        return Node(
+            name,
+            self.type,
+            self.executable,
+            self.size,
+            self.target,
+            self.digest,
+            self.mtime_ns,
+            self.unix_mode,
+            self.properties,
+            self.host_path,
+        )
 
     def same_content(self, other: Node) -> bool:
         """Whether two nodes describe the same entry (name aside)."""

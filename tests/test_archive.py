@@ -44,7 +44,7 @@ def _zip(root: Path) -> bytes:
                 arcname = str(path.relative_to(root))
                 if path.is_symlink():
                     info = zipfile.ZipInfo(arcname)
-                    info.external_attr = (0o120777 << 16)
+                    info.external_attr = 0o120777 << 16
                     archive.writestr(info, os.readlink(path))
                 elif path.is_dir():
                     archive.write(path, arcname + "/")

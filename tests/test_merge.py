@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from casvfs import CasDirectory, Directory, FileListResult, LocalStore, OsDirectory
 from tests.outcomes import outcome
-from tests.trees import Exe, Link, Spec, build_host, snapshot
+from tests.trees import Exe, Link, Spec, build_host, random_spec, snapshot
 
 TREES: dict[str, Spec] = {
     "empty": {},
@@ -216,3 +217,36 @@ def test_failed_import_changes_nothing(tmp_path: Path) -> None:
         )
         assert list(tree.list_relative_paths()) == ["z", "a", "a/keep"]
     assert cas.get_digest() == before
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merging_mostly_shared_trees_agrees_with_the_host_merge(tmp_path: Path, seed: int) -> None:
+    """CAS->CAS merges skip subtrees the destination already holds (same digest);
+    the result and the tree must still be what a host->host merge gives."""
+    rng = random.Random(seed)
+    spec = random_spec(seed, entries=120)
+    dest_host = build_host(str(tmp_path / "dest"), spec)
+    src_host = str(tmp_path / "src")
+    shutil.copytree(dest_host, src_host, symlinks=True)
+    files = sorted(p for p in Path(src_host).rglob("*") if p.is_file() and not p.is_symlink())
+    changed = rng.sample(files, min(3, len(files)))
+    for path in changed:
+        path.write_bytes(b"changed " + path.read_bytes())
+    # a file in a subdirectory the source did not change, changed in the destination
+    # only (whose node for that subdirectory still names the old digest)
+    nested = [str(p.relative_to(src_host)) for p in files if p not in changed and p.parent != Path(src_host)]
+    edited = rng.choice(nested)
+    store = LocalStore(str(tmp_path / "store"))
+    cas_dest, cas_src = CasDirectory(store), CasDirectory(store)
+    cas_dest.import_files(dest_host)
+    cas_src.import_files(src_host)
+    cas_dest.open_directory("fresh", create=True)  # a changed destination, digest not yet known
+    with cas_dest.open_file(edited, mode="wb") as stream:
+        stream.write(b"edited in the destination")
+    shutil.copytree(dest_host, tmp_path / "host-dest", symlinks=True)
+    host_dest = OsDirectory(str(tmp_path / "host-dest"))
+    host_dest.open_directory("fresh", create=True)
+    with host_dest.open_file(edited, mode="wb") as stream:
+        stream.write(b"edited in the destination")
+    assert cas_dest.import_files(cas_src) == host_dest.import_files(src_host)
+    assert snapshot(cas_dest) == snapshot(host_dest)

@@ -205,6 +205,14 @@ class CasDirectory(Directory):
         self._invalidate()
         return True
 
+    def _holds(self, name: str, source: SourceTree) -> bool:
+        if source.store is not self._store or source.digest is None:
+            return False
+        child = self._children.get(name)
+        # a changed child's node still names its old digest: only the child knows
+        current = child._digest if child is not None else self._load()[name].digest
+        return current == source.digest
+
     def _move(self, name: str, dest: Directory, dest_name: str) -> None:
         assert isinstance(dest, CasDirectory)
         node = self._load().pop(name)

@@ -29,7 +29,9 @@ class _Frame:
     parent: _Frame | None
     name: str
     grafted: bool = False
-    """Inserted by reference: only its paths remain to be reported."""
+    """Inserted by reference, or there already: only its paths remain to be reported."""
+    overwrote: bool = False
+    """Grafted because the destination held the same tree: every path was there."""
 
 
 def import_tree(
@@ -52,7 +54,7 @@ def import_tree(
         frame = frames.pop()
         if frame.grafted:
             if collect_result:
-                _collect_written(frame.source, frame.prefix, result)
+                _collect_written(frame.source, frame.prefix, result, overwrote=frame.overwrote)
             continue
         finished.append(frame)
         children = []
@@ -63,9 +65,13 @@ def import_tree(
                 child_frame = _Frame(child, path + "/", None, frame, node.name)
                 if by_reference:
                     target = _ensure(frame)
-                    child_frame.grafted = target._lookup(node.name) is None and target._graft(
-                        node.name, child
-                    )
+                    existing = target._lookup(node.name)
+                    if existing is None:
+                        child_frame.grafted = target._graft(node.name, child)
+                    elif existing.type is FileType.DIRECTORY and target._holds(node.name, child):
+                        # the same tree (digest) already: writing it again would change
+                        # nothing, so only its paths are reported, as overwritten
+                        child_frame.grafted = child_frame.overwrote = True
                 if not child_frame.grafted and (filter_callback is None or filter_callback(path)):
                     _ensure(child_frame)
                 children.append(child_frame)
@@ -121,7 +127,9 @@ def _check_conflicts(
                 continue
             path = prefix + node.name
             if existing.type is FileType.DIRECTORY:
-                pending.append((directory._child(node.name), tree.child(node.name), path + "/"))
+                child = tree.child(node.name)
+                if not directory._holds(node.name, child):  # the same tree holds no conflict
+                    pending.append((directory._child(node.name), child, path + "/"))
             elif filter_callback is None or _accepts_any(tree.child(node.name), path, filter_callback):
                 raise _over_non_directory(path, existing)
 
@@ -192,9 +200,9 @@ def _write_entry(
         options.progress(tally[0], tally[1])
 
 
-def _collect_written(source: SourceTree, prefix: str, result: FileListResult) -> None:
+def _collect_written(source: SourceTree, prefix: str, result: FileListResult, *, overwrote: bool) -> None:
     """Add every non-directory under *source* to ``files_written`` (special files to
-    ``ignored``), in list order."""
+    ``ignored``), in list order; to ``overwritten`` too if *overwrote*."""
     pending = [(source, prefix)]
     while pending:
         tree, base = pending.pop()
@@ -206,4 +214,6 @@ def _collect_written(source: SourceTree, prefix: str, result: FileListResult) ->
                 result.ignored.append(base + node.name)
             else:
                 result.files_written.append(base + node.name)
+                if overwrote:
+                    result.overwritten.append(base + node.name)
         pending.extend(reversed(subdirs))

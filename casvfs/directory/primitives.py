@@ -86,3 +86,9 @@ class TreePrimitives(abc.ABC):
         """Insert the whole of *source* as *name* by reference, if this can; else False."""
         del name, source
         return False
+
+    def _holds(self, name: str, source: SourceTree) -> bool:
+        """Whether the existing subdirectory *name* is known to be *source* already
+        (same store, same digest), so that merging *source* into it changes nothing."""
+        del name, source
+        return False
