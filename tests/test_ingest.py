@@ -76,13 +76,18 @@ def test_racily_clean_files_are_not_cached(tmp_path: Path) -> None:
     assert store.reads == 10
 
 
-def test_a_blob_removed_by_gc_is_stored_again_by_the_next_import(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, CountingLocalStore, Digest]:
+    """A small host tree (settled at once) imported into a counting store."""
     monkeypatch.setattr(statcache, "RACY_SECONDS", 0.0)
     host = build_host(str(tmp_path / "h"), {"a": b"content", "d": {"b": b"other"}})
     store = CountingLocalStore(str(tmp_path / "s"))
-    digest = import_host_tree(store, host)
+    return host, store, import_host_tree(store, host)
+
+
+def test_a_blob_removed_by_gc_is_stored_again_by_the_next_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host, store, digest = _imported(tmp_path, monkeypatch)
     assert store.reads == 2
     later = time.time() + 3 * DEFAULT_GRACE  # everything old and unreferenced by then
     with monkeypatch.context() as patch:
@@ -113,10 +118,7 @@ def test_a_blob_removed_by_hand_is_trusted_until_fsck(
 def test_an_import_during_which_objects_go_checks_everything_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(statcache, "RACY_SECONDS", 0.0)
-    host = build_host(str(tmp_path / "h"), {"a": b"content", "d": {"b": b"other"}})
-    store = CountingLocalStore(str(tmp_path / "s"))
-    digest = import_host_tree(store, host)
+    host, store, digest = _imported(tmp_path, monkeypatch)
     victim = Digest.parse(CasDirectory(store, digest).file_digest("a") + "/7")
     cache = store.stat_cache()
     lookup = cache.lookup_directory

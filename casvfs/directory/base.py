@@ -20,6 +20,7 @@ from casvfs.digest import Digest
 from casvfs.directory.merge import export_tree, import_tree
 from casvfs.directory.primitives import ImportOptions, TreePrimitives
 from casvfs.directory.source import HostSource, SourceTree
+from casvfs.directory.tarheader import TarMember
 from casvfs.directory.types import FileListResult, FileStat, FilterCallback, Progress, file_stat
 from casvfs.errors import (
     REASON_EXISTS,
@@ -465,7 +466,7 @@ class Directory(TreePrimitives):
             _check_export_size(self._as_source(), max_size=max_size, target=None, can_link=False)
         base = destination_dir.strip("/")
         for path, directory, node in self._walk():
-            info = tarfile_module.TarInfo("/".join(part for part in (base, path) if part))
+            info = TarMember("/".join(part for part in (base, path) if part))
             info.mtime = mtime
             info.uid = info.gid = 0
             info.uname = info.gname = ""

@@ -11,6 +11,7 @@ primitive                     used by
 ``_mkdir``, ``_put``,         ``base`` (``open_directory(create=True)``), ``merge``,
 ``_unlink``                   ``changes``
 ``_set_own``, ``_graft``      ``merge``, ``changes`` (``_graft``)
+``_holds``                    ``merge`` (skip a subtree the destination already holds)
 ============================  ==========================================================
 
 A directory's place in its tree, ``_parent`` and ``_name``, is set by each
