@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from casvfs import CasDirectory, DirectoryError, LocalStore, MemoryStore
+from casvfs import CasDirectory, DirectoryError, LocalStore, MemoryStore, OsDirectory
 from tests.trees import Link, build_host, host_snapshot
 
 
@@ -76,3 +76,11 @@ def test_memory_store_export_copies(tmp_path: Path) -> None:
     tree.export_files(str(out), can_link=True)  # no object files: falls back to copies
     assert host_snapshot(str(out)) == host_snapshot(str(tmp_path / "spec"))
     assert os.stat(out / "a").st_mode & 0o777 == 0o644
+
+
+def test_a_directory_an_os_directory_made_still_shows_what_others_write(tmp_path: Path) -> None:
+    """Only an export's tree (exclusive) skips looking up names it did not make."""
+    root = OsDirectory(str(tmp_path / "root"), create=True)
+    made = root.open_directory("made", create=True)
+    (tmp_path / "root" / "made" / "behind").write_bytes(b"written by someone else")
+    assert made.exists("behind") and root.exists("made/behind")

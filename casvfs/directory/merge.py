@@ -103,7 +103,7 @@ def export_tree(
     already known, spare the walk that lists them."""
     source.prepare_export(blobs)
     import_tree(
-        HostTree(to_directory, create=True, special_modes=special_modes),
+        HostTree(to_directory, create=True, special_modes=special_modes, exclusive=True),
         source,
         filter_callback=None,
         options=ImportOptions(link=link, hard_links=hard_links, progress=progress),
