@@ -84,7 +84,7 @@ class InodeTable:
     inodes: dict[int, Inode] = field(default_factory=dict)
     loaded_directories: int = 0
     _next: Iterator[int] = field(default_factory=lambda: itertools.count(ROOT_INODE + 1))
-    _by_content: dict[tuple[Digest | None, bool, int | None], int] = field(default_factory=dict)
+    _by_content: dict[tuple[str, int, bool, int | None], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # One inode per (content, executable, mtime) lets identical files share the
@@ -142,7 +142,10 @@ class InodeTable:
     def _inode_for(self, node: Node, parent: int) -> int:
         regular = node.type is FileType.REGULAR_FILE
         if regular and self.shared_files:
-            key = (node.digest, node.executable, node.mtime_ns)
+            assert node.digest is not None
+            # plain values: hashing the Digest dataclass (a tuple built per call) was
+            # a third of this method
+            key = (node.digest.hash, node.digest.size_bytes, node.executable, node.mtime_ns)
             shared = self._by_content.get(key)
             if shared is not None:
                 return shared
