@@ -10,6 +10,7 @@ are then built bottom up (or reused from the cache).
 from __future__ import annotations
 
 import fnmatch
+import operator
 import os
 import stat as stat_module
 import struct
@@ -66,6 +67,7 @@ class _HostDir:
 
 
 _Batch = list[tuple[_HostDir, int, str]]
+_NAME = operator.attrgetter("name")
 
 
 def import_host_tree(
@@ -244,11 +246,10 @@ class _Ingest:
     def _scan_one(self, dirs: list[_HostDir], index: int) -> None:
         host_dir = dirs[index]
         with os_errors(f"cannot list {host_dir.path}"), os.scandir(host_dir.path) as listing:
-            entries = sorted(listing, key=lambda entry: entry.name)
+            entries = sorted(listing, key=_NAME)
         own = host_dir.st
         names: list[str] = []
         stats = [own.st_mode, own.st_mtime_ns, own.st_ctime_ns]
-        last_change = max(own.st_mtime_ns, own.st_ctime_ns)
         for entry in entries:
             if self.exclude and _excluded(host_dir.prefix + entry.name, entry.name, self.exclude):
                 continue
@@ -257,7 +258,6 @@ class _Ingest:
                 mode = st.st_mode
                 names.append(entry.name)
                 stats += (mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                last_change = max(last_change, st.st_mtime_ns, st.st_ctime_ns)
                 if stat_module.S_ISREG(mode):
                     host_dir.files.append((entry.name, st, None))
                 elif stat_module.S_ISDIR(mode):
@@ -276,6 +276,8 @@ class _Ingest:
             + "\0".join(names).encode("utf-8", "surrogateescape")
             + struct.pack(f"<{len(stats)}q", *stats)
         )
+        # the latest mtime or ctime in the listing (own first, then five per entry)
+        last_change = max(max(stats[1:3]), max(stats[6::5], default=0), max(stats[7::5], default=0))
         host_dir.settled = last_change < (self.started - statcache.RACY_SECONDS) * 1e9
         if self.cache is not None:
             host_dir.recorded = self.cache.lookup_directory(own, host_dir.listing, self.trust)
