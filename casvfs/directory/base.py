@@ -504,7 +504,8 @@ class Directory(TreePrimitives):
         symlink raises ``type-mismatch``, found before anything is written so a
         failed import leaves this tree unchanged; symlinks in this tree are never
         followed. A subtree landing on a free name is inserted by reference where the
-        implementation can (CAS into CAS, same store).
+        implementation can (CAS into CAS, same store), and one the destination
+        already holds (same digest) is only reported, not walked.
 
         :param filter_callback: called with each source path (directories
             included); only accepted paths are imported, with the directories
