@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from casvfs.digest import Digest
 from casvfs.directory.types import Progress
 from casvfs.errors import REASON_NOT_A_DIRECTORY, DirectoryError, os_error, os_errors
-from casvfs.store import statcache
 from casvfs.store.base import ContentStore
-from casvfs.store.statcache import StatCache, Trust
+from casvfs.store.statcache import StatCache, Trust, settled
 from casvfs.timestamps import recorded_mtime_ns
 from casvfs.tree import FileType, Node, directory_to_proto
 
@@ -278,7 +277,7 @@ class _Ingest:
         )
         # the latest mtime or ctime in the listing (own first, then five per entry)
         last_change = max(max(stats[1:3]), max(stats[6::5], default=0), max(stats[7::5], default=0))
-        host_dir.settled = last_change < (self.started - statcache.RACY_SECONDS) * 1e9
+        host_dir.settled = settled(last_change, self.started)
         if self.cache is not None:
             host_dir.recorded = self.cache.lookup_directory(own, host_dir.listing, self.trust)
         if host_dir.recorded is None:

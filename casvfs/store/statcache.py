@@ -33,6 +33,7 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import xxhash
 
@@ -55,6 +56,9 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 
 _Entry = tuple[int, int, int, int, int, str, int, int]
 _Directory = tuple[bytes, str, str, int, int]
+_ENTRY_HASH = 6
+_DIRECTORY_HASH = 3
+"""Where each table's hash is, counting the key."""
 
 
 def _key(dev: int, ino: int) -> int:
@@ -105,17 +109,19 @@ class StatCache:
     # if its hash is one.
     def _files(self) -> dict[int, _Entry]:
         if self._entries is None:
-            with self._connection() as connection:
-                rows = connection.execute("SELECT * FROM entries").fetchall()
-            self._entries = {row[0]: tuple(row[1:]) for row in rows if _HASH.fullmatch(str(row[6]))}
+            self._entries = self._rows("entries", _ENTRY_HASH)
         return self._entries
 
     def _listings(self) -> dict[int, _Directory]:
         if self._directories is None:
-            with self._connection() as connection:
-                rows = connection.execute("SELECT * FROM directories").fetchall()
-            self._directories = {row[0]: tuple(row[1:]) for row in rows if _HASH.fullmatch(str(row[3]))}
+            self._directories = self._rows("directories", _DIRECTORY_HASH)
         return self._directories
+
+    def _rows(self, table: str, hash_column: int) -> dict[int, Any]:
+        """The rows of *table* by key, those whose column *hash_column* is a hash."""
+        with self._connection() as connection:
+            rows = connection.execute(f"SELECT * FROM {table}").fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows if _HASH.fullmatch(str(row[hash_column]))}
 
     def _state(self, connection: sqlite3.Connection) -> tuple[int, int | None]:
         values = dict(connection.execute("SELECT name, value FROM state").fetchall())
@@ -180,7 +186,7 @@ class StatCache:
     def record(self, st: os.stat_result, digest: Digest, *, hashed_at: float, trust: Trust) -> None:
         """Remember *digest* for the file whose stat (taken before hashing) is *st*,
         its blob in the store (now, under *trust*)."""
-        if not _settled(st, hashed_at) or trust.generation is None:
+        if not settled(max(st.st_mtime_ns, st.st_ctime_ns), hashed_at) or trust.generation is None:
             return
         row = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         self._pending[_key(st.st_dev, st.st_ino)] = (*row, digest.hash, digest.size_bytes, trust.generation)
@@ -260,7 +266,8 @@ class StatCache:
         self._pending_imports.clear()
 
 
-def _settled(st: os.stat_result, hashed_at: float) -> bool:
-    """Whether an entry last changed long enough before *hashed_at* that a change
-    within the same timestamp tick cannot go unseen (see :data:`RACY_SECONDS`)."""
-    return max(st.st_mtime_ns, st.st_ctime_ns) < (hashed_at - RACY_SECONDS) * 1e9
+def settled(last_change_ns: int, hashed_at: float) -> bool:
+    """Whether something that last changed (mtime or ctime) at *last_change_ns*
+    changed long enough before *hashed_at* that a change within the same
+    timestamp tick cannot go unseen (see :data:`RACY_SECONDS`)."""
+    return last_change_ns < (hashed_at - RACY_SECONDS) * 1e9
