@@ -85,7 +85,7 @@ class CasDirectory(Directory):
 
         Subtrees nobody has opened are listed from their ``Directory`` messages
         without building a node per entry: on the Linux sources (83,730 paths)
-        that took a fresh listing from 0.94 s to 0.45 s."""
+        that took a fresh listing from 0.94 s to 0.28 s (with the quicker validation)."""
         pending: list[tuple[str, CasDirectory | None, Digest | None]] = [("", self, None)]
         while pending:
             path, directory, digest = pending.pop()

@@ -100,19 +100,11 @@ def _agrees() -> bool:
         (tarfile.DIRTYPE, "d", ""),
         (tarfile.SYMTYPE, "l", "t"),
     ):
-        member = tarfile.TarInfo(name)
-        member.type, member.linkname, member.size, member.mode, member.mtime = (
-            kind,
-            link,
-            7,
-            0o755,
-            1321009871,
-        )
-        member.uname = member.gname = ""
-        fast = TarMember(name)
-        fast.type, fast.linkname, fast.size, fast.mode, fast.mtime = kind, link, 7, 0o755, 1321009871
-        fast.uname = fast.gname = ""
-        if fast._simple_header() != member.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"):
+        members = (tarfile.TarInfo(name), TarMember(name))
+        for member in members:
+            member.type, member.linkname, member.size, member.mode = kind, link, 7, 0o755
+            member.mtime, member.uname, member.gname = 1321009871, "", ""
+        if members[1]._simple_header() != members[0].tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"):
             return False
     return True
 
