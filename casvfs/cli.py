@@ -403,11 +403,24 @@ def _cmd_mount(args: argparse.Namespace) -> None:
 
     if args.background:
         pid = start_background(
-            _spec(args), digest, args.mountpoint, writable=args.writable, log=args.log, scratch=args.scratch
+            _spec(args),
+            digest,
+            args.mountpoint,
+            writable=args.writable,
+            log=args.log,
+            scratch=args.scratch,
+            allow_other=args.allow_other,
         )
         print(pid)
         return
-    final = serve(_spec(args).open(), digest, args.mountpoint, writable=args.writable, scratch=args.scratch)
+    final = serve(
+        _spec(args).open(),
+        digest,
+        args.mountpoint,
+        writable=args.writable,
+        scratch=args.scratch,
+        allow_other=args.allow_other,
+    )
     if args.writable:
         print(final)
 
@@ -898,6 +911,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument(
         "--scratch", metavar="DIR", help="where written files go (default: scratch/ in the store)"
+    )
+    command.add_argument(
+        "--allow-other",
+        action="store_true",
+        help="let other users in (their access checked against the modes and owners shown)",
     )
 
     command = verb("snapshot", "print the current digest of a mounted tree", _cmd_snapshot)

@@ -11,6 +11,8 @@ import hashlib
 import io
 import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -314,13 +316,12 @@ def test_posix_operations_and_capture(tmp_path: Path, mountpoint: Path) -> None:
         with pytest.raises(OSError) as failure:
             os.rmdir(m / "bin")
         assert failure.value.errno == errno.ENOTEMPTY
-        with pytest.raises(OSError) as failure:
-            os.link(m / "README", m / "hardlink")
-        assert failure.value.errno == errno.EPERM
+        os.link(m / "README", m / "hardlink")  # a second name of the same (written) file
         os.unlink(m / "escape")
         (m / "made" / "gone").write_bytes(b"unlinked before capture")
         os.unlink(m / "made" / "gone")
-        assert (m / "README").read_bytes() == b"read ME\n"
+        assert (m / "README").read_bytes() == (m / "hardlink").read_bytes() == b"read ME\n"
+        assert os.stat(m / "hardlink").st_nlink == 2
         assert (m / "src" / "same").read_bytes() == b"read"
         assert os.stat(m / "made" / "moved.txt").st_mode & 0o111
         assert os.stat(m / "bin" / "tool").st_mtime == 1_000_000
@@ -339,6 +340,91 @@ def test_posix_operations_and_capture(tmp_path: Path, mountpoint: Path) -> None:
         assert handle.get_digest() == expected  # nothing written since: nothing hashed
         assert store.hashed == []
     assert handle.get_digest() == expected
+
+
+def _as_nobody(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a shell *command* as the unprivileged user ``nobody``."""
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_owners_modes_links_and_special_files_as_posix_says(tmp_path: Path, mountpoint: Path) -> None:
+    """A writable mount keeps what POSIX programs set (owners, full modes, access
+    times, hard links, fifos and devices) and the kernel checks other users'
+    access against it; the capture keeps what REAPI can hold: modes where the tree
+    records them, each hard link as a file, no special files."""
+    host = build_host(str(tmp_path / "host"), {"a": b"a\n", "shared": {"keep": b"k\n"}, "open": {}})
+    tree = CasDirectory(LocalStore(str(tmp_path / "store")))
+    tree.import_files(host, properties=["unix_mode"])
+    with mount(tree.store, tree.get_digest(), str(mountpoint), writable=True, allow_other=True) as handle:
+        m = mountpoint
+        os.chown(m / "a", 1234, 5678)
+        os.chmod(m / "a", 0o4750)
+        info = os.stat(m / "a")
+        assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (1234, 5678, 0o4750)
+        os.utime(m / "a", ns=(1_000_000_000, 2_000_000_000))
+        info = os.stat(m / "a")
+        assert (info.st_atime_ns, info.st_mtime_ns) == (1_000_000_000, 2_000_000_000)
+        assert info.st_ctime_ns > 2_000_000_000  # the change itself is now
+
+        os.link(m / "a", m / "shared" / "b")
+        with open(m / "shared" / "b", "ab") as stream:
+            stream.write(b"more\n")
+        assert (m / "a").read_bytes() == b"a\nmore\n" and os.stat(m / "a").st_nlink == 2
+        assert os.stat(m / "a").st_ino == os.stat(m / "shared" / "b").st_ino
+        os.unlink(m / "a")
+        assert os.stat(m / "shared" / "b").st_nlink == 1
+
+        os.mkfifo(m / "fifo", 0o640)
+        os.mknod(m / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        assert stat.S_ISFIFO(os.stat(m / "fifo").st_mode)
+        assert os.stat(m / "null").st_rdev == os.makedev(1, 3)
+        with socket.socket(socket.AF_UNIX) as server:  # bind(2) makes the socket by mknod
+            here = os.getcwd()
+            os.chdir(m)  # a relative name: socket paths are short
+            try:
+                server.bind("sock")
+            finally:
+                os.chdir(here)
+        assert stat.S_ISSOCK(os.stat(m / "sock").st_mode)
+        os.mkdir(m / "sub")
+        assert os.stat(m).st_nlink == 2 + 3  # shared, open, sub
+
+        # other users: the kernel checks the modes and owners the mount shows
+        os.chmod(m / "shared", 0o755)
+        os.chmod(m / "open", 0o1777)
+        (m / "open" / "roots").write_bytes(b"root's")
+        assert _as_nobody("echo x > shared/new", m).returncode != 0  # not writable by others
+        assert _as_nobody("rm -f open/roots", m).returncode != 0  # sticky: not its file
+        assert _as_nobody("echo mine > open/mine && chmod 600 open/mine", m).returncode == 0
+        mine = os.stat(m / "open" / "mine")
+        assert (mine.st_uid, mine.st_gid, stat.S_IMODE(mine.st_mode)) == (65534, 65534, 0o600)
+
+        expected_copy = tmp_path / "copy"
+        run("cp", "-a", f"{m}/.", str(expected_copy))
+    expected = CasDirectory(LocalStore(str(tmp_path / "store")))
+    expected.import_files(str(expected_copy), properties=["unix_mode"])  # fifo, device: left out
+    assert handle.get_digest() == expected.get_digest()
+    captured = handle.directory()
+    assert not any(captured.exists(name) for name in ("fifo", "null", "sock"))
+    assert _recorded_mode(tree.store, handle.get_digest(), "shared/b") == 0o4750
+    assert _recorded_mode(tree.store, handle.get_digest(), "open/mine") == 0o600
+
+
+def _recorded_mode(store: ContentStore, root: Digest, path: str) -> int:
+    """The ``unix_mode`` a tree records for the file at *path*."""
+    *directories, name = path.split("/")
+    message = store.get_directory(root)
+    for part in directories:
+        (entry,) = [node for node in message.directories if node.name == part]
+        message = store.get_directory(Digest.from_proto(entry.digest))
+    (file,) = [node for node in message.files if node.name == name]
+    return int(file.node_properties.unix_mode.value)
 
 
 def test_build_tools_in_a_writable_mount(tmp_path: Path, mountpoint: Path) -> None:

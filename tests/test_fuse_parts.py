@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,51 @@ def test_forget_drops_detached_inodes_once_the_kernel_lets_go() -> None:
     table.remove(ROOT_INODE, "b", directory=False)
     with pytest.raises(FsError):
         table.get(b.ino)  # unreferenced when detached: gone at once
+
+
+def test_hard_links_share_an_inode_and_changes_reach_every_name() -> None:
+    table = _table(writable=True)
+    d = table.lookup(ROOT_INODE, "d")
+    a = table.lookup(ROOT_INODE, "a")
+    assert d is not None and a is not None
+    table.load_directory(d.ino, pb.Directory())
+    table.link(a.ino, d.ino, "a2")
+    assert table.lookup(d.ino, "a2") is a and table.names(a) == 2
+    for inode in table.inodes.values():
+        inode.modified = False
+    table.touch(a.ino)  # a write through either name
+    assert d.modified and table.get(ROOT_INODE).modified
+    table.rename(d.ino, "a2", ROOT_INODE, "a3", noreplace=True)  # the link's name moves
+    assert sorted(a.parents()) == [ROOT_INODE, ROOT_INODE]
+    table.remove(ROOT_INODE, "a", directory=False)
+    assert not a.detached and table.names(a) == 1 and table.lookup(ROOT_INODE, "a3") is a
+    table.remove(ROOT_INODE, "a3", directory=False)
+    assert a.detached and table.names(a) == 0
+    with pytest.raises(FsError) as failure:
+        table.link(d.ino, ROOT_INODE, "d2")
+    assert failure.value.errno == errno.EPERM  # no hard links to directories
+
+
+def test_directory_link_counts_follow_their_subdirectories() -> None:
+    table = _table(writable=True)
+    root = table.get(ROOT_INODE)
+    assert table.names(root) == 1  # unchanged: unknown, as in a read-only mount
+    made = table.add(ROOT_INODE, "made", FileType.DIRECTORY)
+    assert table.names(root) == 2 + 2 and table.names(made) == 2  # d, made
+    table.add(made.ino, "inner", FileType.DIRECTORY)
+    table.rename(made.ino, "inner", ROOT_INODE, "out", noreplace=True)
+    assert table.names(made) == 2 and table.names(root) == 2 + 3
+    table.remove(ROOT_INODE, "out", directory=True)
+    assert table.names(root) == 2 + 2
+
+
+def test_new_entries_take_owner_mode_and_setgid_group_as_linux_does() -> None:
+    table = _table(writable=True)
+    shared = table.add(ROOT_INODE, "shared", FileType.DIRECTORY, mode=0o2775, uid=10, gid=20)
+    file = table.add(shared.ino, "f", FileType.REGULAR_FILE, mode=0o600, uid=30, gid=40)
+    inner = table.add(shared.ino, "inner", FileType.DIRECTORY, mode=0o755, uid=30, gid=40)
+    assert file.posix is not None and inner.posix is not None
+    assert (file.posix.uid, file.posix.gid, file.posix.mode) == (30, 20, 0o600)  # the directory's group
+    assert (inner.posix.gid, inner.posix.mode) == (20, 0o2755)  # and its setgid bit
+    fifo = table.add(ROOT_INODE, "fifo", FileType.REGULAR_FILE, special=stat.S_IFIFO)
+    assert fifo.special and not fifo.executable and not file.special

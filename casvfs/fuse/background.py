@@ -57,13 +57,15 @@ def start_background(
     writable: bool = False,
     log: str | None = None,
     scratch: str | None = None,
+    allow_other: bool = False,
     timeout: float = START_TIMEOUT,
 ) -> int:
     """Mount *digest* of the store *spec* opens at *mountpoint*, served by a new
     process; return its PID once the new server answers at *mountpoint*.
 
     The server logs to *log* (default :func:`default_log`) and keeps written files
-    in *scratch* (default: a new directory in the store's). A server that fails is
+    in *scratch* (default: a new directory in the store's); *allow_other* is as
+    for :func:`~casvfs.fuse.mount`. A server that fails is
     reported with the last line it logged (``mount-failed``); one that is not live
     within *timeout* seconds is killed and its mount removed."""
     mountpoint = os.path.abspath(mountpoint)
@@ -78,6 +80,8 @@ def start_background(
         command.append("--writable")
     if scratch is not None:
         command += ["--scratch", os.path.abspath(scratch)]
+    if allow_other:
+        command.append("--allow-other")
     with os_errors(f"cannot open the mount log {log}", kind=MountError):
         os.makedirs(os.path.dirname(log), exist_ok=True)
         stream = open(log, "ab")  # noqa: SIM115 - the child keeps its own descriptor
@@ -133,13 +137,14 @@ def _answers(mountpoint: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The server process: ``SPEC_JSON DIGEST MOUNTPOINT [--writable]``."""
+    """The server process: ``SPEC_JSON DIGEST MOUNTPOINT [--writable] [--scratch DIR] [--allow-other]``."""
     parser = argparse.ArgumentParser(prog="python -m casvfs.fuse.background")
     parser.add_argument("spec", help="the store, as StoreSpec.to_json() writes it")
     parser.add_argument("digest")
     parser.add_argument("mountpoint")
     parser.add_argument("--writable", action="store_true")
     parser.add_argument("--scratch")
+    parser.add_argument("--allow-other", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(format=_LOG_FORMAT)
     try:
@@ -149,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.mountpoint,
             writable=args.writable,
             scratch=args.scratch,
+            allow_other=args.allow_other,
         )
     except CasvfsError as error:
         logging.getLogger("casvfs.fuse").error("%s", error)

@@ -4,6 +4,13 @@ Only files written since their last capture are read and hashed; unmodified
 subtrees keep their CAS digests, and changed directories are serialised bottom
 up in the order :func:`casvfs.tree.children_first` gives, as
 :meth:`CasDirectory.get_digest <casvfs.CasDirectory.get_digest>` does.
+
+What REAPI cannot hold stays out: special files (fifos, sockets, devices) are
+left out of the ``Directory`` messages, owners and access times are not
+recorded, and each name of a hard link is a file of its own. Modes and mtimes
+are kept where the tree records them (a new entry: where the directory it was
+made in does), so a capture equals an import of a copy of what the mount shows
+with the same properties.
 """
 
 from __future__ import annotations
@@ -36,8 +43,9 @@ async def get_digest(table: InodeTable, store: ContentStore) -> Digest:
 
 
 def unhashed_files(table: InodeTable) -> list[Inode]:
-    """Written files in the tree (not unlinked ones) whose content has no digest yet."""
-    found: list[Inode] = []
+    """Written files in the tree (not unlinked ones) whose content has no digest
+    yet, each once however many names it has."""
+    found: dict[int, Inode] = {}
     pending = [table.get(ROOT_INODE)]
     while pending:
         directory = pending.pop()
@@ -48,8 +56,8 @@ def unhashed_files(table: InodeTable) -> list[Inode]:
             if inode.kind is FileType.DIRECTORY:
                 pending.append(inode)
             elif inode.scratch is not None and inode.captured is None:
-                found.append(inode)
-    return found
+                found[inode.ino] = inode
+    return list(found.values())
 
 
 def directory_messages(table: InodeTable, messages: list[pb.Directory]) -> Digest:
@@ -71,7 +79,7 @@ def directory_messages(table: InodeTable, messages: list[pb.Directory]) -> Diges
         ]
 
     for directory in children_first(root, changed_subdirectories):
-        nodes = [_node(name, child) for name, child in table.entries(directory.ino)]
+        nodes = [_node(name, child) for name, child in table.entries(directory.ino) if not child.special]
         message = directory_to_proto(nodes, _own(directory))
         messages.append(message)
         directory.captured = digest_message(message)
@@ -80,16 +88,28 @@ def directory_messages(table: InodeTable, messages: list[pb.Directory]) -> Diges
 
 
 def _own(directory: Inode) -> Node:
-    """A changed directory's own properties: its mtime now, where the tree records one."""
-    if directory.node.mtime_ns is None:
-        return directory.node
+    """A changed directory's own properties: its mtime now, where the tree
+    records one, and its mode (see :func:`_unix_mode`)."""
+    original = directory.node
+    mode = _unix_mode(directory)
+    if original.mtime_ns is None and mode == original.unix_mode:
+        return original
     return Node(
         "",
         FileType.DIRECTORY,
-        mtime_ns=directory.mtime_ns,
-        unix_mode=directory.node.unix_mode,
-        properties=directory.node.properties,
+        mtime_ns=None if original.mtime_ns is None else directory.mtime_ns,
+        unix_mode=mode,
+        properties=original.properties,
     )
+
+
+def _unix_mode(inode: Inode) -> int | None:
+    """The ``unix_mode`` to record for a file or directory: the mode the mount
+    shows, where the tree records one."""
+    recorded = inode.node.unix_mode
+    if recorded is None or inode.posix is None:
+        return recorded
+    return inode.posix.mode
 
 
 def _node(name: str, inode: Inode) -> Node:
@@ -98,7 +118,7 @@ def _node(name: str, inode: Inode) -> Node:
         return original.renamed(name)
     mtime = inode.mtime_ns if original.mtime_ns is not None else None
     if inode.kind is FileType.DIRECTORY:
-        return Node(name, FileType.DIRECTORY, digest=inode.captured)
+        return Node(name, FileType.DIRECTORY, digest=inode.captured)  # properties: in its message
     if inode.kind is FileType.SYMLINK:
         return Node(
             name, FileType.SYMLINK, target=original.target, mtime_ns=mtime, properties=original.properties
@@ -118,8 +138,7 @@ def _node(name: str, inode: Inode) -> Node:
         size=digest.size_bytes,
         digest=digest,
         mtime_ns=mtime,
-        # the mode the mount shows for a changed file, where the tree records modes
-        unix_mode=None if original.unix_mode is None else (0o755 if inode.executable else 0o644),
+        unix_mode=_unix_mode(inode),
         properties=original.properties,
     )
 

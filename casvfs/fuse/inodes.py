@@ -5,6 +5,11 @@ lives in a scratch file; a changed directory is marked modified up to the root.
 Nothing here blocks on the store or the disk: the caller does that work (off
 the event loop) and hands the results in (:meth:`InodeTable.load_directory`,
 and ``Inode.scratch`` once a scratch file exists).
+
+What a writable mount keeps beyond a CAS node (owner, full mode, access and
+change times, special files, the names of hard links) lives in an inode's
+:class:`Posix` record, made on the first change: a read-only mount never makes
+one, and its inodes stay one slot bigger than before.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import stat as stat_module
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +39,31 @@ class FsError(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(errno.errorcode.get(code, str(code)))
         self.errno = code
+
+
+@dataclass(eq=False, slots=True)
+class Posix:
+    """The attributes a writable mount keeps for an inode beyond its CAS node.
+
+    Owners and special files stay in the mount: REAPI's ``NodeProperties`` has
+    no owner and a ``Directory`` no special file, so a capture keeps the mode
+    (see :mod:`casvfs.fuse.capture`) and leaves out the rest."""
+
+    mode: int
+    """Permission bits (``0o7777``)."""
+    uid: int
+    gid: int
+    atime_ns: int
+    ctime_ns: int
+    special: int = 0
+    """``S_IFIFO``, ``S_IFSOCK``, ``S_IFCHR`` or ``S_IFBLK`` for a special file
+    (its ``kind`` is then ``REGULAR_FILE`` with no content); 0 otherwise."""
+    rdev: int = 0
+    links: list[int] = field(default_factory=list)
+    """The directories of the inode's other names (one entry per hard link)."""
+    subdirectories: int = -1
+    """A loaded directory's subdirectory count, for its link count (2 + this);
+    -1 while unknown (then the link count is 1, as in a read-only mount)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -67,11 +98,34 @@ class Inode:
     """Unlinked or replaced: no directory holds it, only the kernel may."""
     generation: int = 0
     """Bumped by every change, so a capture can tell whether it hashed the latest content."""
+    posix: Posix | None = None
+    """Owner, full mode, times and links once a writable mount changed any of
+    them (:meth:`InodeTable.posix`); None: the defaults :func:`default_mode` gives."""
 
     @property
     def digest(self) -> Digest | None:
         """The CAS digest of an unmodified node."""
         return None if self.modified else self.node.digest
+
+    @property
+    def special(self) -> bool:
+        """A fifo, socket or device node (only a writable mount makes them)."""
+        return self.posix is not None and self.posix.special != 0
+
+    def parents(self) -> list[int]:
+        """The directories holding a name of this inode (one per name)."""
+        return [self.parent] if self.posix is None else [self.parent, *self.posix.links]
+
+
+def default_mode(inode: Inode) -> int:
+    """The permission bits an inode shows before a writable mount changes them:
+    the tree's ``unix_mode`` where it records one, else 0755 for directories and
+    executable files, 0644 for other files and 0777 for symlinks."""
+    if inode.kind is FileType.SYMLINK:
+        return 0o777
+    if inode.node.unix_mode is not None:
+        return inode.node.unix_mode
+    return 0o755 if inode.kind is FileType.DIRECTORY or inode.executable else 0o644
 
 
 @dataclass
@@ -80,6 +134,9 @@ class InodeTable:
 
     root_digest: Digest
     writable: bool = False
+    uid: int = field(default_factory=os.getuid)
+    """The owner of every inode the mount has not been told otherwise about."""
+    gid: int = field(default_factory=os.getgid)
     shared_files: bool = field(init=False)
     inodes: dict[int, Inode] = field(default_factory=dict)
     loaded_directories: int = 0
@@ -137,6 +194,7 @@ class InodeTable:
             properties=own.properties,
         )
         inode.children = {name: self._inode_for(node, ino) for name, node in contents.nodes.items()}
+        self._count_subdirectories(inode)
         self.loaded_directories += 1
 
     def _inode_for(self, node: Node, parent: int) -> int:
@@ -209,20 +267,46 @@ class InodeTable:
             raise FsError(errno.EROFS)
 
     def touch(self, ino: int) -> None:
-        """Mark *ino* and every directory above it modified, dropping their
-        captured digests."""
-        while True:
-            inode = self.get(ino)
+        """Mark *ino* and every directory above each of its names modified,
+        dropping their captured digests."""
+        pending = [ino]
+        while pending:
+            inode = self.get(pending.pop())
             inode.modified = True
             inode.captured = None
             inode.generation += 1
-            if ino == ROOT_INODE:
-                return
-            ino = inode.parent
+            if inode.ino != ROOT_INODE:
+                pending += inode.parents()
+
+    def posix(self, inode: Inode) -> Posix:
+        """*inode*'s :class:`Posix` record, made from the defaults on first use."""
+        if inode.posix is None:
+            inode.posix = Posix(default_mode(inode), self.uid, self.gid, inode.mtime_ns, inode.mtime_ns)
+            self._count_subdirectories(inode)
+        return inode.posix
+
+    def _count_subdirectories(self, directory: Inode) -> None:
+        posix = directory.posix
+        if posix is not None and directory.children is not None and posix.subdirectories < 0:
+            inodes = self.inodes
+            posix.subdirectories = sum(
+                inodes[ino].kind is FileType.DIRECTORY for ino in directory.children.values()
+            )
+
+    def _subdirectory_moved(self, directory: Inode, change: int) -> None:
+        """*directory* gained (1) or lost (-1) a subdirectory: its link count follows."""
+        posix = self.posix(directory)
+        if posix.subdirectories >= 0:
+            posix.subdirectories += change
+
+    def changed(self, inode: Inode, now_ns: int | None = None) -> None:
+        """*inode*'s attributes changed: its ctime is now."""
+        self.posix(inode).ctime_ns = time.time_ns() if now_ns is None else now_ns
 
     def _dirty_parent(self, parent: int) -> None:
         directory = self.get(parent)
-        directory.mtime_ns = time.time_ns()
+        directory.mtime_ns = now = time.time_ns()
+        self.changed(directory, now)
         directory.listing = None
         self.touch(parent)
 
@@ -233,29 +317,63 @@ class InodeTable:
         kind: FileType,
         *,
         target: str = "",
-        executable: bool = False,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        special: int = 0,
+        rdev: int = 0,
     ) -> Inode:
-        """Create a new entry in *parent* (which must not hold *name*)."""
+        """Create a new entry in *parent* (which must not hold *name*) with the
+        permission bits *mode* (default: 0755 for a directory, 0644 for a file),
+        owned by *uid*:*gid* (default: the mount's owner).
+
+        As on Linux, a directory with the set-group-ID bit passes its group, and
+        to a new directory the bit itself, to what is created in it."""
         self._check_writable()
         _check_name(name)
-        children = self.directory(parent).children
+        directory = self.directory(parent)
+        children = directory.children
         assert children is not None
         if name in children:
             raise FsError(errno.EEXIST)
         ino = next(self._next)
-        node = Node(name, kind, target=target)
+        now = time.time_ns()
+        if kind is FileType.SYMLINK:
+            mode = 0o777
+        elif mode is None:
+            mode = 0o755 if kind is FileType.DIRECTORY else 0o644
+        mode &= 0o7777
+        group = self.gid if gid is None else gid
+        above = directory.posix
+        if above is not None and above.mode & stat_module.S_ISGID:
+            group = above.gid
+            if kind is FileType.DIRECTORY:
+                mode |= stat_module.S_ISGID
+        # a new entry records what the directory it is made in records, as an
+        # import of the same tree with the same properties would
+        own = directory.node
+        node = Node(
+            name,
+            kind,
+            target=target,
+            mtime_ns=None if own.mtime_ns is None else now,
+            unix_mode=None if own.unix_mode is None or kind is FileType.SYMLINK else mode,
+        )
         inode = Inode(
             ino,
             kind,
             node,
             parent=parent,
-            executable=executable,
-            mtime_ns=time.time_ns(),
+            executable=kind is FileType.REGULAR_FILE and not special and bool(mode & stat_module.S_IXUSR),
+            mtime_ns=now,
             size=len(target.encode()),
             modified=True,
         )
+        inode.posix = Posix(mode, self.uid if uid is None else uid, group, now, now, special, rdev)
         if kind is FileType.DIRECTORY:
             inode.children = {}
+            inode.posix.subdirectories = 0
+            self._subdirectory_moved(directory, 1)
         self.inodes[ino] = inode
         children[name] = ino
         self._dirty_parent(parent)
@@ -273,12 +391,59 @@ class InodeTable:
             _require_empty(inode)
         elif inode.kind is FileType.DIRECTORY:
             raise FsError(errno.EISDIR)
-        children = self.directory(parent).children
+        above = self.directory(parent)
+        children = above.children
         assert children is not None
+        if directory:
+            self._subdirectory_moved(above, -1)
         del children[name]
-        self._detach(inode)
+        if not self._unname(inode, parent):
+            self._detach(inode)
         self._dirty_parent(parent)
         return inode
+
+    def link(self, ino: int, new_parent: int, new_name: str) -> Inode:
+        """Give the file or symlink *ino* another name (a hard link): both names
+        then show, and write, the same inode."""
+        self._check_writable()
+        _check_name(new_name)
+        inode = self.get(ino)
+        if inode.kind is FileType.DIRECTORY:
+            raise FsError(errno.EPERM)
+        if inode.detached:
+            raise FsError(errno.ENOENT)
+        children = self.directory(new_parent).children
+        assert children is not None
+        if new_name in children:
+            raise FsError(errno.EEXIST)
+        children[new_name] = ino
+        self.posix(inode).links.append(new_parent)
+        self.changed(inode)
+        self._dirty_parent(new_parent)
+        return inode
+
+    def names(self, inode: Inode) -> int:
+        """*inode*'s link count: how many names it has (0 once unlinked); for a
+        directory 2 + its subdirectories, or 1 if not known."""
+        posix = inode.posix
+        if inode.detached:
+            return 0
+        if posix is None:
+            return 1
+        if inode.kind is FileType.DIRECTORY:
+            return 1 if posix.subdirectories < 0 else 2 + posix.subdirectories
+        return 1 + len(posix.links)
+
+    def _unname(self, inode: Inode, parent: int) -> bool:
+        """Drop one of *inode*'s names in *parent*; False if it was the last."""
+        if inode.posix is None or not inode.posix.links:
+            return False
+        if inode.parent == parent:
+            inode.parent = inode.posix.links.pop()
+        else:
+            inode.posix.links.remove(parent)
+        self.changed(inode)
+        return True
 
     def rename(
         self, parent: int, name: str, new_parent: int, new_name: str, *, noreplace: bool
@@ -309,12 +474,23 @@ class InodeTable:
                 _require_empty(replaced)
             elif moving.kind is FileType.DIRECTORY:
                 raise FsError(errno.ENOTDIR)
-        source_children = self.directory(parent).children
+        source = self.directory(parent)
+        source_children = source.children
         assert source_children is not None
+        if moving.kind is FileType.DIRECTORY:
+            self._subdirectory_moved(source, -1)
+            self._subdirectory_moved(self.directory(new_parent), 1)
+        if replaced is not None and replaced.kind is FileType.DIRECTORY:
+            self._subdirectory_moved(self.directory(new_parent), -1)
         del source_children[name]
         target_children[new_name] = moving.ino
-        moving.parent = new_parent
-        if replaced is not None:
+        if moving.parent == parent:
+            moving.parent = new_parent
+        else:  # a hard link's other name
+            links = self.posix(moving).links
+            links[links.index(parent)] = new_parent
+        self.changed(moving)
+        if replaced is not None and not self._unname(replaced, new_parent):
             self._detach(replaced)
         self._dirty_parent(parent)
         self._dirty_parent(new_parent)

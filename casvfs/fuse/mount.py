@@ -79,11 +79,14 @@ def check_mountpoint(mountpoint: str) -> None:
         )
 
 
-def _options(writable: bool) -> set[str]:
+def _options(writable: bool, allow_other: bool) -> set[str]:
+    # default_permissions (pyfuse3's default): the kernel checks modes and owners
     options = set(pyfuse3.default_options)
     options |= {"fsname=casvfs", "subtype=casvfs"}
     if not writable:
         options.add("ro")
+    if allow_other:
+        options.add("allow_other")
     return options
 
 
@@ -102,9 +105,11 @@ class Mount:
         *,
         writable: bool = False,
         scratch: str | None = None,
+        allow_other: bool = False,
     ) -> None:
         self.mountpoint = os.path.abspath(mountpoint)
         self.writable = writable
+        self.allow_other = allow_other
         check_mount(store, digest, self.mountpoint)
         self._own_scratch = scratch is None
         self.scratch = scratch or new_scratch(store.scratch_space())
@@ -122,7 +127,7 @@ class Mount:
             self._drop_scratch()
             raise MountError("this process already serves a mount", reason=REASON_MOUNT_FAILED)
         try:
-            pyfuse3.init(self.operations, self.mountpoint, _options(self.writable))
+            pyfuse3.init(self.operations, self.mountpoint, _options(self.writable, self.allow_other))
         except BaseException as error:
             _active.release()
             self._drop_scratch()
@@ -206,6 +211,7 @@ def mount(
     *,
     writable: bool = False,
     scratch: str | None = None,
+    allow_other: bool = False,
 ) -> Iterator[Mount]:
     """Mount *digest* at *mountpoint* for the duration of a ``with`` block.
 
@@ -213,9 +219,12 @@ def mount(
     *writable*, changes go to a scratch directory (a temporary one unless
     given) and never into the store's objects; :meth:`Mount.get_digest` captures
     the tree as a new digest, while mounted and after the unmount at the end of
-    the block.
+    the block. With *allow_other*, users other than the one mounting may use
+    the mount (FUSE's ``allow_other``: root, or ``user_allow_other`` in
+    ``/etc/fuse.conf``); the kernel checks their access against the modes and
+    owners the mount shows.
     """
-    handle = Mount(store, digest, mountpoint, writable=writable, scratch=scratch)
+    handle = Mount(store, digest, mountpoint, writable=writable, scratch=scratch, allow_other=allow_other)
     handle.start()
     try:
         yield handle
@@ -224,17 +233,24 @@ def mount(
 
 
 def serve(
-    store: ContentStore, digest: Digest, mountpoint: str, *, writable: bool, scratch: str | None = None
+    store: ContentStore,
+    digest: Digest,
+    mountpoint: str,
+    *,
+    writable: bool,
+    scratch: str | None = None,
+    allow_other: bool = False,
 ) -> Digest:
     """Serve a mount in this thread until SIGINT/SIGTERM or an external unmount;
     return the captured digest. The checks of :func:`check_mount` come first, and
-    nothing (no mount, no scratch directory) is left behind on any exit."""
+    nothing (no mount, no scratch directory) is left behind on any exit.
+    *allow_other* is as for :func:`mount`."""
     check_mount(store, digest, mountpoint)
     operations = CasOperations(
         store, digest, writable=writable, scratch=scratch or new_scratch(store.scratch_space())
     )
     try:
-        pyfuse3.init(operations, mountpoint, _options(writable))
+        pyfuse3.init(operations, mountpoint, _options(writable, allow_other))
     except RuntimeError as error:
         if scratch is None:
             shutil.rmtree(operations.scratch, ignore_errors=True)

@@ -31,7 +31,7 @@ from casvfs.digest import Digest
 from casvfs.errors import CasvfsError
 from casvfs.fuse.blobfiles import BlobFiles
 from casvfs.fuse.capture import get_digest as capture_digest
-from casvfs.fuse.inodes import NAME_MAX, ROOT_INODE, FsError, Inode, InodeTable
+from casvfs.fuse.inodes import NAME_MAX, ROOT_INODE, FsError, Inode, InodeTable, default_mode
 from casvfs.store.base import ContentStore
 from casvfs.store.cached_io import pread_cached
 from casvfs.timestamps import recorded_mtime_ns
@@ -44,6 +44,8 @@ SNAPSHOT_XATTR = b"user.casvfs.snapshot"
 # Unmodified CAS content never changes: let the kernel keep what it learnt.
 STABLE_TIMEOUT = 86400.0
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR
+_DAY_NS = 86400 * 10**9
+_SPECIAL_FORMATS = (stat_module.S_IFIFO, stat_module.S_IFSOCK, stat_module.S_IFCHR, stat_module.S_IFBLK)
 SMALL_BLOB = 128 * 1024
 """Blobs up to this size are read whole at the first read: one trip to a worker
 thread serves every read of the handle (the kernel reads 128 KiB at a time)."""
@@ -135,8 +137,6 @@ class CasOperations(pyfuse3.Operations):
         self._handles: dict[int, _Handle] = {}
         self._blob_files = BlobFiles()
         self._next_handle = 1
-        self._uid = os.getuid()
-        self._gid = os.getgid()
         # the mounted tree, and each capture of it, stay rooted while the mount lives
         self._roots = store.live_roots()
         self._root_record = self._roots.register(root) if self._roots is not None else None
@@ -179,24 +179,34 @@ class CasOperations(pyfuse3.Operations):
         """The kernel's view of an inode."""
         attrs = pyfuse3.EntryAttributes()
         attrs.st_ino = inode.ino
-        if inode.kind is FileType.DIRECTORY:
-            mode = stat_module.S_IFDIR | (inode.node.unix_mode or 0o755)
-        elif inode.kind is FileType.SYMLINK:
-            mode = stat_module.S_IFLNK | 0o777
-        elif inode.node.unix_mode is not None and not inode.modified:
-            mode = stat_module.S_IFREG | inode.node.unix_mode
+        kind = inode.kind
+        if kind is FileType.DIRECTORY:
+            file_format = stat_module.S_IFDIR
+        elif kind is FileType.SYMLINK:
+            file_format = stat_module.S_IFLNK
         else:
-            mode = stat_module.S_IFREG | (0o755 if inode.executable else 0o644)
-        attrs.st_mode = mode
-        # 1 for directories: "subdirectory count unknown", which keeps find from
-        # skipping entries by the st_nlink - 2 leaf heuristic.
-        attrs.st_nlink = 0 if inode.detached else 1
-        attrs.st_size = inode.size if inode.kind is not FileType.DIRECTORY else 4096
+            file_format = stat_module.S_IFREG
+        posix = inode.posix
+        if posix is None:
+            attrs.st_mode = file_format | default_mode(inode)
+            attrs.st_uid = self.table.uid
+            attrs.st_gid = self.table.gid
+            attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = inode.mtime_ns
+            # 1 for directories: "subdirectory count unknown", which keeps find from
+            # skipping entries by the st_nlink - 2 leaf heuristic.
+            attrs.st_nlink = 0 if inode.detached else 1
+        else:
+            attrs.st_mode = (posix.special or file_format) | posix.mode
+            attrs.st_uid = posix.uid
+            attrs.st_gid = posix.gid
+            attrs.st_rdev = posix.rdev
+            attrs.st_atime_ns = posix.atime_ns
+            attrs.st_mtime_ns = inode.mtime_ns
+            attrs.st_ctime_ns = posix.ctime_ns
+            attrs.st_nlink = self.table.names(inode)
+        attrs.st_size = inode.size if kind is not FileType.DIRECTORY else 4096
         attrs.st_blksize = 4096
         attrs.st_blocks = (attrs.st_size + 511) // 512
-        attrs.st_uid = self._uid
-        attrs.st_gid = self._gid
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = inode.mtime_ns
         timeout = STABLE_TIMEOUT if not inode.modified or not self.writable else 1.0
         attrs.attr_timeout = attrs.entry_timeout = timeout
         return attrs
@@ -334,8 +344,7 @@ class CasOperations(pyfuse3.Operations):
             await self._copy_up(entry, truncate=bool(flags & os.O_TRUNC))
             if flags & os.O_TRUNC:
                 entry.size = 0
-                entry.mtime_ns = recorded_mtime_ns(time.time_ns())
-                self.table.touch(inode)
+                self._written(entry)
             assert entry.scratch is not None
             fd = await trio.to_thread.run_sync(os.open, entry.scratch, os.O_RDWR | os.O_CLOEXEC)
             return pyfuse3.FileInfo(fh=self._new_handle(_Handle(entry, fd=fd)), keep_cache=False)
@@ -348,6 +357,8 @@ class CasOperations(pyfuse3.Operations):
         if self.stateless_open:
             return await self._read_inode(self.table.get(fh), off, size)
         handle = self._handles[fh]
+        if self.writable:
+            self._accessed(handle.inode)
         if handle.data is None and handle.fd is None:
             await self._load_blob(handle)
         if handle.data is not None:
@@ -419,9 +430,23 @@ class CasOperations(pyfuse3.Operations):
         written: int = await trio.to_thread.run_sync(os.pwrite, handle.fd, buf, off)
         inode = handle.inode
         inode.size = max(inode.size, off + written)
-        inode.mtime_ns = recorded_mtime_ns(time.time_ns())
-        self.table.touch(inode.ino)
+        self._written(inode)
         return written
+
+    def _written(self, inode: Inode) -> None:
+        """*inode*'s content changed: new mtime and ctime, and modified up to the root."""
+        now = time.time_ns()
+        inode.mtime_ns = recorded_mtime_ns(now)
+        self.table.changed(inode, now)
+        self.table.touch(inode.ino)
+
+    def _accessed(self, inode: Inode) -> None:
+        """A read of a writable mount's file: atime as Linux's ``relatime`` keeps it
+        (updated when not newer than the mtime or ctime, or a day old)."""
+        now = time.time_ns()
+        posix = self.table.posix(inode)
+        if posix.atime_ns <= max(inode.mtime_ns, posix.ctime_ns) or now - posix.atime_ns > _DAY_NS:
+            posix.atime_ns = now
 
     @handler
     async def release(self, fh: int) -> None:
@@ -457,38 +482,78 @@ class CasOperations(pyfuse3.Operations):
     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         if not self.writable:
             raise FsError(errno.EROFS)
-        await self._loaded(parent_inode)
-        inode = self.table.add(
-            parent_inode,
-            os.fsdecode(name),
-            FileType.REGULAR_FILE,
-            executable=bool(mode & stat_module.S_IXUSR),
-        )
+        inode = await self._new_file(parent_inode, name, mode, ctx)
+        assert inode.scratch is not None
+        fd = await trio.to_thread.run_sync(os.open, inode.scratch, os.O_RDWR | os.O_CLOEXEC)
+        info = pyfuse3.FileInfo(fh=self._new_handle(_Handle(inode, fd=fd)), keep_cache=False)
+        return info, self.attributes(inode)
+
+    async def _new_file(self, parent: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext) -> Inode:
+        """A new, empty regular file (create, or mknod of ``S_IFREG``)."""
+        await self._loaded(parent)
+        inode = self._add(parent, name, FileType.REGULAR_FILE, mode, ctx)
         path = self._scratch_path(inode)
         await trio.to_thread.run_sync(_create_empty, path)
         inode.scratch = path
-        fd = await trio.to_thread.run_sync(os.open, path, os.O_RDWR | os.O_CLOEXEC)
+        return inode
+
+    def _add(
+        self,
+        parent: int,
+        name: bytes,
+        kind: FileType,
+        mode: int,
+        ctx: pyfuse3.RequestContext,
+        **extra: Any,
+    ) -> Inode:
+        """A new entry owned by the caller, with *mode* under the caller's umask."""
+        inode = self.table.add(
+            parent, os.fsdecode(name), kind, mode=mode & ~ctx.umask, uid=ctx.uid, gid=ctx.gid, **extra
+        )
         inode.lookups += 1
-        info = pyfuse3.FileInfo(fh=self._new_handle(_Handle(inode, fd=fd)), keep_cache=False)
-        return info, self.attributes(inode)
+        return inode
 
     @handler
     async def mkdir(
         self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         await self._loaded(parent_inode)
-        inode = self.table.add(parent_inode, os.fsdecode(name), FileType.DIRECTORY)
-        inode.lookups += 1
-        return self.attributes(inode)
+        return self.attributes(self._add(parent_inode, name, FileType.DIRECTORY, mode, ctx))
 
     @handler
     async def symlink(
         self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         await self._loaded(parent_inode)
-        inode = self.table.add(parent_inode, os.fsdecode(name), FileType.SYMLINK, target=os.fsdecode(target))
-        inode.lookups += 1
+        inode = self._add(parent_inode, name, FileType.SYMLINK, 0o777, ctx, target=os.fsdecode(target))
         return self.attributes(inode)
+
+    @handler
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        if not self.writable:
+            raise FsError(errno.EROFS)
+        file_format = stat_module.S_IFMT(mode)
+        if file_format in (0, stat_module.S_IFREG):
+            return self.attributes(await self._new_file(parent_inode, name, mode, ctx))
+        if file_format not in _SPECIAL_FORMATS:
+            raise FsError(errno.EINVAL)
+        await self._loaded(parent_inode)
+        # kept in the mount only: a CAS tree has no special files (a capture leaves them out)
+        inode = self._add(
+            parent_inode, name, FileType.REGULAR_FILE, mode, ctx, special=file_format, rdev=rdev
+        )
+        return self.attributes(inode)
+
+    @handler
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        await self._loaded(new_parent_inode)
+        linked = self.table.link(inode, new_parent_inode, os.fsdecode(new_name))
+        linked.lookups += 1
+        return self.attributes(linked)
 
     @handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -529,18 +594,6 @@ class CasOperations(pyfuse3.Operations):
         )
 
     @handler
-    async def link(
-        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
-        raise FsError(errno.EPERM)  # a CAS tree has no hard links
-
-    @handler
-    async def mknod(
-        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
-    ) -> pyfuse3.EntryAttributes:
-        raise FsError(errno.EPERM)  # a CAS tree holds no special files
-
-    @handler
     async def setattr(
         self,
         inode: int,
@@ -550,22 +603,36 @@ class CasOperations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         entry = self.table.get(inode)
-        changing = fields.update_size or fields.update_mode or fields.update_mtime
-        if changing and not self.writable:
+        content = fields.update_size or fields.update_mode or fields.update_mtime
+        changing = content or fields.update_uid or fields.update_gid or fields.update_atime
+        if (changing or fields.update_ctime) and not self.writable:
             raise FsError(errno.EROFS)
+        now = time.time_ns()
         if fields.update_size:
-            if entry.kind is not FileType.REGULAR_FILE:
-                raise FsError(errno.EISDIR)
+            if entry.kind is not FileType.REGULAR_FILE or entry.special:
+                raise FsError(errno.EISDIR if entry.kind is FileType.DIRECTORY else errno.EINVAL)
             await self._copy_up(entry, truncate=attr.st_size == 0)
             assert entry.scratch is not None
             await trio.to_thread.run_sync(os.truncate, entry.scratch, attr.st_size)
             entry.size = attr.st_size
-            entry.mtime_ns = recorded_mtime_ns(time.time_ns())
-        if fields.update_mode and entry.kind is FileType.REGULAR_FILE:
-            entry.executable = bool(attr.st_mode & stat_module.S_IXUSR)
-        if fields.update_mtime:
-            entry.mtime_ns = recorded_mtime_ns(attr.st_mtime_ns)
+            entry.mtime_ns = recorded_mtime_ns(now)
         if changing:
+            posix = self.table.posix(entry)
+            if fields.update_mode:
+                posix.mode = stat_module.S_IMODE(attr.st_mode)
+                if entry.kind is FileType.REGULAR_FILE and not entry.special:
+                    entry.executable = bool(posix.mode & stat_module.S_IXUSR)
+            if fields.update_uid:
+                posix.uid = attr.st_uid
+            if fields.update_gid:
+                posix.gid = attr.st_gid
+            if fields.update_atime:
+                posix.atime_ns = attr.st_atime_ns
+            if fields.update_mtime:
+                entry.mtime_ns = recorded_mtime_ns(attr.st_mtime_ns)
+        if changing or fields.update_ctime:
+            self.table.changed(entry, attr.st_ctime_ns if fields.update_ctime else now)
+        if content:
             self.table.touch(inode)
         return self.attributes(entry)
 
