@@ -424,7 +424,9 @@ class InodeTable:
 
     def names(self, inode: Inode) -> int:
         """*inode*'s link count: how many names it has (0 once unlinked); for a
-        directory 2 + its subdirectories, or 1 if not known."""
+        directory 2 + its subdirectories, or 1 if not known (unchanged ones): 1
+        means "subdirectory count unknown" and keeps find from skipping entries by
+        the st_nlink - 2 leaf heuristic."""
         posix = inode.posix
         if inode.detached:
             return 0

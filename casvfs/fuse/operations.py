@@ -192,9 +192,6 @@ class CasOperations(pyfuse3.Operations):
             attrs.st_uid = self.table.uid
             attrs.st_gid = self.table.gid
             attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = inode.mtime_ns
-            # 1 for directories: "subdirectory count unknown", which keeps find from
-            # skipping entries by the st_nlink - 2 leaf heuristic.
-            attrs.st_nlink = 0 if inode.detached else 1
         else:
             attrs.st_mode = (posix.special or file_format) | posix.mode
             attrs.st_uid = posix.uid
@@ -203,7 +200,7 @@ class CasOperations(pyfuse3.Operations):
             attrs.st_atime_ns = posix.atime_ns
             attrs.st_mtime_ns = inode.mtime_ns
             attrs.st_ctime_ns = posix.ctime_ns
-            attrs.st_nlink = self.table.names(inode)
+        attrs.st_nlink = self.table.names(inode)
         attrs.st_size = inode.size if kind is not FileType.DIRECTORY else 4096
         attrs.st_blksize = 4096
         attrs.st_blocks = (attrs.st_size + 511) // 512
@@ -504,11 +501,22 @@ class CasOperations(pyfuse3.Operations):
         kind: FileType,
         mode: int,
         ctx: pyfuse3.RequestContext,
-        **extra: Any,
+        *,
+        target: str = "",
+        special: int = 0,
+        rdev: int = 0,
     ) -> Inode:
         """A new entry owned by the caller, with *mode* under the caller's umask."""
         inode = self.table.add(
-            parent, os.fsdecode(name), kind, mode=mode & ~ctx.umask, uid=ctx.uid, gid=ctx.gid, **extra
+            parent,
+            os.fsdecode(name),
+            kind,
+            target=target,
+            mode=mode & ~ctx.umask,
+            uid=ctx.uid,
+            gid=ctx.gid,
+            special=special,
+            rdev=rdev,
         )
         inode.lookups += 1
         return inode
@@ -532,8 +540,6 @@ class CasOperations(pyfuse3.Operations):
     async def mknod(
         self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
-        if not self.writable:
-            raise FsError(errno.EROFS)
         file_format = stat_module.S_IFMT(mode)
         if file_format in (0, stat_module.S_IFREG):
             return self.attributes(await self._new_file(parent_inode, name, mode, ctx))
