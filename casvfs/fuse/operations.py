@@ -192,6 +192,10 @@ class CasOperations(pyfuse3.Operations):
             attrs.st_uid = self.table.uid
             attrs.st_gid = self.table.gid
             attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = inode.mtime_ns
+            # InodeTable.names' answer without a Posix record, inline: calling it on
+            # this path (every readdir entry) made attributes 1.6x slower (40,707
+            # inodes: 50 ms -> 88 ms)
+            attrs.st_nlink = 0 if inode.detached else 1
         else:
             attrs.st_mode = (posix.special or file_format) | posix.mode
             attrs.st_uid = posix.uid
@@ -200,7 +204,7 @@ class CasOperations(pyfuse3.Operations):
             attrs.st_atime_ns = posix.atime_ns
             attrs.st_mtime_ns = inode.mtime_ns
             attrs.st_ctime_ns = posix.ctime_ns
-        attrs.st_nlink = self.table.names(inode)
+            attrs.st_nlink = self.table.names(inode)
         attrs.st_size = inode.size if kind is not FileType.DIRECTORY else 4096
         attrs.st_blksize = 4096
         attrs.st_blocks = (attrs.st_size + 511) // 512
