@@ -108,12 +108,18 @@ def properties_to_proto(node: Node) -> pb.NodeProperties | None:
     return message
 
 
+def mtime_and_mode(message: pb.NodeProperties) -> tuple[int | None, int | None]:
+    """``(mtime_ns, unix_mode)`` of a ``NodeProperties`` message, None where it records none."""
+    mtime = message.mtime.seconds * 1_000_000_000 + message.mtime.nanos if message.HasField("mtime") else None
+    mode = message.unix_mode.value if message.HasField("unix_mode") else None
+    return mtime, mode
+
+
 def _properties_from_proto(
     message: pb.NodeProperties,
 ) -> tuple[int | None, int | None, tuple[NodeProperty, ...]]:
     """``(mtime_ns, unix_mode, other properties)`` of a ``NodeProperties`` message."""
-    mtime = message.mtime.seconds * 1_000_000_000 + message.mtime.nanos if message.HasField("mtime") else None
-    mode = message.unix_mode.value if message.HasField("unix_mode") else None
+    mtime, mode = mtime_and_mode(message)
     return mtime, mode, tuple((prop.name, prop.value) for prop in message.properties)
 
 

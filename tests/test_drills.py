@@ -101,7 +101,7 @@ def test_a_directory_listing_is_sorted_once_until_it_changes() -> None:
     store = MemoryStore()
     blob = store.put_bytes(b"x")
     message = pb.Directory(files=[pb.FileNode(name=f"f{i:05}", digest=blob.to_proto()) for i in range(1000)])
-    table = InodeTable(store.put_directory(message), writable=True)
+    table = InodeTable(store.put_directory(message))
     table.load_directory(ROOT_INODE, message)
     first = table.sorted_names(ROOT_INODE)
     assert table.sorted_names(ROOT_INODE) is first  # readdir's later visits do not sort again

@@ -1,4 +1,5 @@
-"""The inode table of a mount, free of pyfuse3 so it can be tested on its own.
+"""The inode table of a writable mount, free of pyfuse3 so it can be tested on its
+own (a read-only mount packs its inodes: :mod:`casvfs.fuse.packed`).
 
 Unmodified nodes are CAS nodes, loaded one directory at a time. A written file
 lives in a scratch file; a changed directory is marked modified up to the root.
@@ -75,7 +76,7 @@ class Inode:
     node: Node
     """The CAS node it came from (properties included), or a synthetic one."""
     parent: int = 0
-    """The containing directory (in a read-only mount, a shared file's first)."""
+    """The containing directory (of a hard-linked file, one of its names')."""
     executable: bool = False
     size: int = 0
     mtime_ns: int = ARBITRARY_NS
@@ -117,36 +118,37 @@ class Inode:
         return [self.parent] if self.posix is None else [self.parent, *self.posix.links]
 
 
-def default_mode(inode: Inode) -> int:
-    """The permission bits an inode shows before a writable mount changes them:
-    the tree's ``unix_mode`` where it records one, else 0755 for directories and
-    executable files, 0644 for other files and 0777 for symlinks."""
-    if inode.kind is FileType.SYMLINK:
+def permission_bits(kind: FileType, executable: bool, unix_mode: int | None) -> int:
+    """The permission bits a CAS node shows in a mount: the tree's *unix_mode*
+    where it records one, else 0755 for directories and executable files, 0644
+    for other files and 0777 for symlinks."""
+    if kind is FileType.SYMLINK:
         return 0o777
-    if inode.node.unix_mode is not None:
-        return inode.node.unix_mode
-    return 0o755 if inode.kind is FileType.DIRECTORY or inode.executable else 0o644
+    if unix_mode is not None:
+        return unix_mode
+    return 0o755 if kind is FileType.DIRECTORY or executable else 0o644
+
+
+def default_mode(inode: Inode) -> int:
+    """The permission bits an inode shows before a writable mount changes them
+    (:func:`permission_bits` of its node)."""
+    return permission_bits(inode.kind, inode.executable, inode.node.unix_mode)
 
 
 @dataclass
 class InodeTable:
-    """Every inode the kernel may know, and the tree they form."""
+    """Every inode the kernel may know of a writable mount, and the tree they form
+    (each path has its own inode, to copy on write)."""
 
     root_digest: Digest
-    writable: bool = False
     uid: int = field(default_factory=os.getuid)
     """The owner of every inode the mount has not been told otherwise about."""
     gid: int = field(default_factory=os.getgid)
-    shared_files: bool = field(init=False)
     inodes: dict[int, Inode] = field(default_factory=dict)
     loaded_directories: int = 0
     _next: Iterator[int] = field(default_factory=lambda: itertools.count(ROOT_INODE + 1))
-    _by_content: dict[tuple[str, int, bool, int | None], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # One inode per (content, executable, mtime) lets identical files share the
-        # page cache; a writable mount gives each path its own, to copy on write.
-        self.shared_files = not self.writable
         root = Node("", FileType.DIRECTORY, digest=self.root_digest)
         self.inodes[ROOT_INODE] = Inode(ROOT_INODE, FileType.DIRECTORY, root, parent=ROOT_INODE)
 
@@ -199,17 +201,7 @@ class InodeTable:
 
     def _inode_for(self, node: Node, parent: int) -> int:
         regular = node.type is FileType.REGULAR_FILE
-        if regular and self.shared_files:
-            assert node.digest is not None
-            # plain values: hashing the Digest dataclass (a tuple built per call) was
-            # a third of this method
-            key = (node.digest.hash, node.digest.size_bytes, node.executable, node.mtime_ns)
-            shared = self._by_content.get(key)
-            if shared is not None:
-                return shared
-            self._by_content[key] = ino = next(self._next)
-        else:
-            ino = next(self._next)
+        ino = next(self._next)
         self.inodes[ino] = Inode(
             ino,
             node.type,
@@ -260,11 +252,7 @@ class InodeTable:
         if inode.lookups == 0:
             del self.inodes[inode.ino]
 
-    # -- changes (writable mounts) ---------------------------------------------------
-
-    def _check_writable(self) -> None:
-        if not self.writable:
-            raise FsError(errno.EROFS)
+    # -- changes ----------------------------------------------------------------------
 
     def touch(self, ino: int) -> None:
         """Mark *ino* and every directory above each of its names modified,
@@ -329,7 +317,6 @@ class InodeTable:
 
         As on Linux, a directory with the set-group-ID bit passes its group, and
         to a new directory the bit itself, to what is created in it."""
-        self._check_writable()
         _check_name(name)
         directory = self.directory(parent)
         children = directory.children
@@ -381,7 +368,6 @@ class InodeTable:
 
     def remove(self, parent: int, name: str, *, directory: bool) -> Inode:
         """Unlink *name* (rmdir when *directory*, which must be empty)."""
-        self._check_writable()
         inode = self.lookup(parent, name)
         if inode is None:
             raise FsError(errno.ENOENT)
@@ -405,7 +391,6 @@ class InodeTable:
     def link(self, ino: int, new_parent: int, new_name: str) -> Inode:
         """Give the file or symlink *ino* another name (a hard link): both names
         then show, and write, the same inode."""
-        self._check_writable()
         _check_name(new_name)
         inode = self.get(ino)
         if inode.kind is FileType.DIRECTORY:
@@ -451,7 +436,6 @@ class InodeTable:
         self, parent: int, name: str, new_parent: int, new_name: str, *, noreplace: bool
     ) -> Inode | None:
         """Move an entry, replacing what *new_name* held (returned) as rename(2) does."""
-        self._check_writable()
         _check_name(new_name)
         moving = self.lookup(parent, name)
         if moving is None:

@@ -32,6 +32,7 @@ from casvfs.errors import CasvfsError
 from casvfs.fuse.blobfiles import BlobFiles
 from casvfs.fuse.capture import get_digest as capture_digest
 from casvfs.fuse.inodes import NAME_MAX, ROOT_INODE, FsError, Inode, InodeTable, default_mode
+from casvfs.fuse.packed import PackedTable
 from casvfs.store.base import ContentStore
 from casvfs.store.cached_io import pread_cached
 from casvfs.timestamps import recorded_mtime_ns
@@ -131,7 +132,9 @@ class CasOperations(pyfuse3.Operations):
     def __init__(self, store: ContentStore, root: Digest, *, writable: bool, scratch: str) -> None:
         super().__init__()
         self.store = store
-        self.table = InodeTable(root, writable=writable)
+        self.table: InodeTable | PackedTable = (
+            InodeTable(root) if writable else PackedTable(root, os.getuid(), os.getgid())
+        )
         self.scratch = scratch
         self.writable = writable
         self._handles: dict[int, _Handle] = {}
@@ -148,6 +151,13 @@ class CasOperations(pyfuse3.Operations):
         self._whole_bytes = 0
 
     # -- helpers ----------------------------------------------------------------------
+
+    @property
+    def _changes(self) -> InodeTable:
+        """The table of a writable mount (EROFS for a read-only one)."""
+        if isinstance(self.table, PackedTable):
+            raise FsError(errno.EROFS)
+        return self.table
 
     async def _loaded(self, ino: int) -> None:
         digest = self.table.unloaded_digest(ino)
@@ -204,12 +214,30 @@ class CasOperations(pyfuse3.Operations):
             attrs.st_atime_ns = posix.atime_ns
             attrs.st_mtime_ns = inode.mtime_ns
             attrs.st_ctime_ns = posix.ctime_ns
-            attrs.st_nlink = self.table.names(inode)
+            attrs.st_nlink = self._changes.names(inode)
         attrs.st_size = inode.size if kind is not FileType.DIRECTORY else 4096
         attrs.st_blksize = 4096
         attrs.st_blocks = (attrs.st_size + 511) // 512
         timeout = STABLE_TIMEOUT if not inode.modified or not self.writable else 1.0
         attrs.attr_timeout = attrs.entry_timeout = timeout
+        return attrs
+
+    def _packed_attributes(self, table: PackedTable, ino: int) -> pyfuse3.EntryAttributes:
+        """The kernel's view of an inode of a read-only mount: :meth:`attributes`
+        of its :meth:`PackedTable.get`, from the arrays (readdir runs this for
+        every entry)."""
+        mode, size, mtime_ns = table.stat(ino)
+        attrs = pyfuse3.EntryAttributes()
+        attrs.st_ino = ino
+        attrs.st_mode = mode
+        attrs.st_uid = table.uid
+        attrs.st_gid = table.gid
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = mtime_ns
+        attrs.st_nlink = 1
+        attrs.st_size = size
+        attrs.st_blksize = 4096
+        attrs.st_blocks = (size + 511) // 512
+        attrs.attr_timeout = attrs.entry_timeout = STABLE_TIMEOUT
         return attrs
 
     def _new_handle(self, handle: _Handle) -> int:
@@ -244,23 +272,33 @@ class CasOperations(pyfuse3.Operations):
         if len(name) > NAME_MAX:
             raise FsError(errno.ENAMETOOLONG)
         await self._loaded(parent_inode)
+        table = self.table
+        if isinstance(table, PackedTable):
+            if name == b".":
+                ino = parent_inode
+            elif name == b"..":
+                ino = table.parent(parent_inode)
+            else:
+                ino = table.lookup(parent_inode, name)
+            if ino:
+                return self._packed_attributes(table, ino)
+            return _negative_entry(STABLE_TIMEOUT)
         text = os.fsdecode(name)
         if text == ".":
-            inode: Inode | None = self.table.get(parent_inode)
+            inode: Inode | None = table.get(parent_inode)
         elif text == "..":
-            inode = self.table.get(self.table.get(parent_inode).parent)
+            inode = table.get(table.get(parent_inode).parent)
         else:
-            inode = self.table.lookup(parent_inode, text)
+            inode = table.lookup(parent_inode, text)
         if inode is None:
-            negative = pyfuse3.EntryAttributes()
-            negative.st_ino = 0  # cached "does not exist"
-            negative.entry_timeout = STABLE_TIMEOUT if not self.writable else 1.0
-            return negative
+            return _negative_entry(1.0)
         inode.lookups += 1
         return self.attributes(inode)
 
     @handler
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
+        if isinstance(self.table, PackedTable):
+            return self._packed_attributes(self.table, inode)
         return self.attributes(self.table.get(inode))
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -279,12 +317,18 @@ class CasOperations(pyfuse3.Operations):
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         if self.stateless_open:
             await self._loaded(fh)
-        names = self.table.sorted_names(fh)
-        children = self.table.directory(fh).children
+        table = self.table
+        if isinstance(table, PackedTable):
+            for index, (encoded, child) in enumerate(table.entries(fh, start_id), start_id + 1):
+                if not pyfuse3.readdir_reply(token, encoded, self._packed_attributes(table, child), index):
+                    return  # the kernel's buffer is full: it resumes from this offset
+            return
+        names = table.sorted_names(fh)
+        children = table.directory(fh).children
         assert children is not None
         for index in range(start_id, len(names)):
             name = names[index]
-            inode = self.table.inodes[children[name]]
+            inode = table.inodes[children[name]]
             if not pyfuse3.readdir_reply(token, os.fsencode(name), self.attributes(inode), index + 1):
                 return  # the kernel's buffer is full: it resumes from this offset
             inode.lookups += 1
@@ -306,7 +350,7 @@ class CasOperations(pyfuse3.Operations):
         data.f_bsize = data.f_frsize = 4096
         data.f_blocks = host.f_blocks * host.f_frsize // 4096
         data.f_bfree = data.f_bavail = (host.f_bavail * host.f_frsize // 4096) if self.writable else 0
-        data.f_files = len(self.table.inodes)
+        data.f_files = len(self.table) if isinstance(self.table, PackedTable) else len(self.table.inodes)
         data.f_ffree = data.f_favail = host.f_favail if self.writable else 0
         data.f_namemax = NAME_MAX
         return data
@@ -438,14 +482,14 @@ class CasOperations(pyfuse3.Operations):
         """*inode*'s content changed: new mtime and ctime, and modified up to the root."""
         now = time.time_ns()
         inode.mtime_ns = recorded_mtime_ns(now)
-        self.table.changed(inode, now)
-        self.table.touch(inode.ino)
+        self._changes.changed(inode, now)
+        self._changes.touch(inode.ino)
 
     def _accessed(self, inode: Inode) -> None:
         """A read of a writable mount's file: atime as Linux's ``relatime`` keeps it
         (updated when not newer than the mtime or ctime, or a day old)."""
         now = time.time_ns()
-        posix = self.table.posix(inode)
+        posix = self._changes.posix(inode)
         if posix.atime_ns <= max(inode.mtime_ns, posix.ctime_ns) or now - posix.atime_ns > _DAY_NS:
             posix.atime_ns = now
 
@@ -511,7 +555,7 @@ class CasOperations(pyfuse3.Operations):
         rdev: int = 0,
     ) -> Inode:
         """A new entry owned by the caller, with *mode* under the caller's umask."""
-        inode = self.table.add(
+        inode = self._changes.add(
             parent,
             os.fsdecode(name),
             kind,
@@ -561,22 +605,22 @@ class CasOperations(pyfuse3.Operations):
         self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         await self._loaded(new_parent_inode)
-        linked = self.table.link(inode, new_parent_inode, os.fsdecode(new_name))
+        linked = self._changes.link(inode, new_parent_inode, os.fsdecode(new_name))
         linked.lookups += 1
         return self.attributes(linked)
 
     @handler
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         await self._loaded(parent_inode)
-        self.table.remove(parent_inode, os.fsdecode(name), directory=False)
+        self._changes.remove(parent_inode, os.fsdecode(name), directory=False)
 
     @handler
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
         await self._loaded(parent_inode)
-        child = self.table.lookup(parent_inode, os.fsdecode(name))
+        child = self._changes.lookup(parent_inode, os.fsdecode(name))
         if child is not None and child.kind is FileType.DIRECTORY:
             await self._loaded(child.ino)
-        self.table.remove(parent_inode, os.fsdecode(name), directory=True)
+        self._changes.remove(parent_inode, os.fsdecode(name), directory=True)
 
     @handler
     async def rename(
@@ -592,10 +636,10 @@ class CasOperations(pyfuse3.Operations):
             raise FsError(errno.EINVAL)
         await self._loaded(parent_inode_old)
         await self._loaded(parent_inode_new)
-        replaced = self.table.lookup(parent_inode_new, os.fsdecode(name_new))
+        replaced = self._changes.lookup(parent_inode_new, os.fsdecode(name_new))
         if replaced is not None and replaced.kind is FileType.DIRECTORY:
             await self._loaded(replaced.ino)
-        self.table.rename(
+        self._changes.rename(
             parent_inode_old,
             os.fsdecode(name_old),
             parent_inode_new,
@@ -627,7 +671,7 @@ class CasOperations(pyfuse3.Operations):
             entry.size = attr.st_size
             entry.mtime_ns = recorded_mtime_ns(now)
         if changing:
-            posix = self.table.posix(entry)
+            posix = self._changes.posix(entry)
             if fields.update_mode:
                 posix.mode = stat_module.S_IMODE(attr.st_mode)
                 if entry.kind is FileType.REGULAR_FILE and not entry.special:
@@ -641,18 +685,28 @@ class CasOperations(pyfuse3.Operations):
             if fields.update_mtime:
                 entry.mtime_ns = recorded_mtime_ns(attr.st_mtime_ns)
         if changing or fields.update_ctime:
-            self.table.changed(entry, attr.st_ctime_ns if fields.update_ctime else now)
+            self._changes.changed(entry, attr.st_ctime_ns if fields.update_ctime else now)
         if content:
-            self.table.touch(inode)
+            self._changes.touch(inode)
         return self.attributes(entry)
 
     async def get_digest(self) -> Digest:
         """The digest of the tree as the mount shows it now (see :mod:`casvfs.fuse.capture`)."""
+        if isinstance(self.table, PackedTable):
+            return self.table.root_digest  # a read-only mount shows the tree it mounted
         digest = await capture_digest(self.table, self.store)
         if self._roots is not None and self._root_record is not None and digest not in self._rooted:
             self._rooted.add(digest)
             await trio.to_thread.run_sync(self._roots.add, self._root_record, digest)
         return digest
+
+
+def _negative_entry(timeout: float) -> pyfuse3.EntryAttributes:
+    """A lookup's "no such entry", which the kernel keeps for *timeout* seconds."""
+    negative = pyfuse3.EntryAttributes()
+    negative.st_ino = 0
+    negative.entry_timeout = timeout
+    return negative
 
 
 def _create_empty(path: str) -> None:
