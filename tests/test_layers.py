@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,3 +193,21 @@ def test_the_checks_see_a_circle_and_an_upward_import() -> None:
     assert _layer("casvfs.fuse.mount") > _layer("casvfs.directory.casdir")
     tree = ast.parse("from casvfs.cli import main\nif TYPE_CHECKING:\n    from casvfs.fuse import mount\n")
     assert _imports("casvfs.store.local", tree, set(MODULES)) == {"casvfs.cli"}
+
+
+def test_the_package_names_its_public_api_lazily() -> None:
+    """``casvfs.__all__`` resolves, each name to the object its home module defines,
+    and a FUSE server (casvfs.fuse.background) loads no Directory layer."""
+    import importlib
+
+    import casvfs
+
+    homes = casvfs._HOMES
+    assert set(casvfs.__all__) == {*homes, "__version__"}
+    for name, home in homes.items():
+        assert getattr(casvfs, name) is getattr(importlib.import_module(home), name)
+    with pytest.raises(AttributeError):
+        casvfs.no_such_name  # noqa: B018
+    probe = "import sys, casvfs.fuse.background; print(sorted(m for m in sys.modules if 'directory' in m))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -13,16 +13,19 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import pyfuse3
 import trio
 
 from casvfs.digest import Digest
-from casvfs.directory import CasDirectory
 from casvfs.errors import REASON_MOUNT_FAILED, CasvfsError, MountError, StoreError
 from casvfs.fuse.operations import SNAPSHOT_XATTR, CasOperations
 from casvfs.store.base import ContentStore
 from casvfs.store.scratch import new_scratch
+
+if TYPE_CHECKING:
+    from casvfs.directory import CasDirectory
 
 # what a mount answers once its server has died (ECONNABORTED while it is going away)
 _DEAD_SERVER = (errno.ENOTCONN, errno.ECONNABORTED)
@@ -192,6 +195,9 @@ class Mount:
     def directory(self) -> CasDirectory:
         """The mounted tree as a :class:`~casvfs.CasDirectory` over the same store,
         at :meth:`get_digest`."""
+        # imported here: a FUSE server needs no Directory layer (see casvfs/__init__.py)
+        from casvfs.directory import CasDirectory
+
         return CasDirectory(self.operations.store, self.get_digest())
 
     def __enter__(self) -> Mount:
